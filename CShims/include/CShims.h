@@ -1,0 +1,88 @@
+// CShims: the few pieces of libc that Swift cannot import, or cannot call safely.
+//
+// Rules: every symbol is prefixed `cshims_`; every function returns libc's own result
+// (-1 with errno set, or a pthread error code); errors are translated in Swift.
+// eventfd, timerfd, poll and friends import directly from Glibc and are wrapped in
+// Sources/ManagedThreads/System, not here.
+#ifndef CSHIMS_H
+#define CSHIMS_H
+
+#include <pthread.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <sys/types.h>
+#include <time.h>
+
+// sys/eventfd.h and sys/timerfd.h are not part of Swift's Glibc module; including them here lets
+// Swift import eventfd(2) and timerfd_*(2) directly, with no wrapper.
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Start routine type for `cshims_thread_create`.
+typedef void *_Nullable (*cshims_thread_start_t)(void *_Nullable);
+
+/// Creates a joinable pthread. Exists because building a `pthread_attr_t` (stack size, caller-owned
+/// stack) from Swift means juggling an uninitialised opaque struct; here it is init/use/destroy in
+/// one place.
+/// - `stack_addr` non-NULL: the thread runs on that caller-owned stack of `stack_size` bytes
+///   (`pthread_attr_setstack`: glibc neither caches nor unmaps it).
+/// - `stack_addr` NULL and `stack_size` > 0: glibc allocates a stack of that size.
+/// - both 0/NULL: glibc's default (RLIMIT_STACK).
+/// Returns 0 or the pthread error code (EAGAIN, EINVAL, EPERM).
+int cshims_thread_create(pthread_t *_Nonnull out, void *_Nullable stack_addr, size_t stack_size,
+                         cshims_thread_start_t _Nonnull start, void *_Nullable arg);
+
+/// `pthread_setname_np` is GNU-only, so it is not visible to Swift's import of <pthread.h>.
+/// Returns 0 or the error code (ERANGE when `name` is longer than 15 bytes).
+int cshims_thread_setname(pthread_t thread, const char *_Nonnull name);
+
+/// `pthread_getname_np`, GNU-only. Returns 0 or the error code (ERANGE when `len` < 16).
+int cshims_thread_getname(pthread_t thread, char *_Nonnull buf, size_t len);
+
+/// The stack size glibc reports for `thread` (`pthread_getattr_np`, GNU-only), for diagnostics.
+/// Returns 0 or the error code.
+int cshims_thread_stacksize(pthread_t thread, size_t *_Nonnull size);
+
+/// `pthread_timedjoin_np`, GNU-only. `abstime` is an absolute CLOCK_REALTIME deadline.
+/// Returns 0, ETIMEDOUT, or another pthread error code.
+int cshims_thread_timedjoin(pthread_t thread, const struct timespec *_Nonnull abstime);
+
+/// `gettid`, GNU-only (glibc >= 2.30). The kernel id of the calling thread, as in /proc/self/task.
+pid_t cshims_gettid(void);
+
+/// FUTEX_WAIT_PRIVATE: sleeps while `*addr == expected`, at most `timeout` (relative,
+/// CLOCK_MONOTONIC; NULL waits until woken). Exists because `syscall(2)` is variadic and Swift
+/// cannot call variadic C functions. Returns 0, or -1 with errno (EAGAIN: value differed,
+/// ETIMEDOUT, EINTR).
+int cshims_futex_wait(uint32_t *_Nonnull addr, uint32_t expected,
+                      const struct timespec *_Nullable timeout);
+
+/// FUTEX_WAKE_PRIVATE: wakes up to `count` waiters on `addr`. Returns the number woken, or -1.
+int cshims_futex_wake(uint32_t *_Nonnull addr, int count);
+
+// Sequentially consistent atomics on a futex word. Swift's `Atomic` cannot hand out the address
+// the futex syscall needs, so the word lives in plain memory and is accessed only through these.
+static inline uint32_t cshims_atomic_load_u32(const uint32_t *_Nonnull p) {
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+}
+static inline void cshims_atomic_store_u32(uint32_t *_Nonnull p, uint32_t v) {
+    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+}
+static inline uint32_t cshims_atomic_exchange_u32(uint32_t *_Nonnull p, uint32_t v) {
+    return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+}
+/// Returns 1 and stores `desired` when `*p == expected`; otherwise returns 0.
+static inline int cshims_atomic_cas_u32(uint32_t *_Nonnull p, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

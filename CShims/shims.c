@@ -1,0 +1,66 @@
+// Out-of-line wrappers for GNU-only and variadic libc entry points (see CShims.h for why each one exists).
+#ifndef _GNU_SOURCE
+#error "CShims must be compiled with _GNU_SOURCE (set by cSettings in Package.swift)"
+#endif
+
+#include "CShims.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int cshims_thread_create(pthread_t *out, void *stack_addr, size_t stack_size,
+                         cshims_thread_start_t start, void *arg) {
+    pthread_attr_t attr;
+    int rc = pthread_attr_init(&attr);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_JOINABLE);
+    if (rc == 0 && stack_addr != NULL) {
+        rc = pthread_attr_setstack(&attr, stack_addr, stack_size);
+    } else if (rc == 0 && stack_size > 0) {
+        rc = pthread_attr_setstacksize(&attr, stack_size);
+    }
+    if (rc == 0) {
+        rc = pthread_create(out, &attr, start, arg);
+    }
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+int cshims_thread_setname(pthread_t thread, const char *name) {
+    return pthread_setname_np(thread, name);
+}
+
+int cshims_thread_getname(pthread_t thread, char *buf, size_t len) {
+    return pthread_getname_np(thread, buf, len);
+}
+
+int cshims_thread_stacksize(pthread_t thread, size_t *size) {
+    pthread_attr_t attr;
+    int rc = pthread_getattr_np(thread, &attr);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = pthread_attr_getstacksize(&attr, size);
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+int cshims_thread_timedjoin(pthread_t thread, const struct timespec *abstime) {
+    return pthread_timedjoin_np(thread, NULL, abstime);
+}
+
+pid_t cshims_gettid(void) {
+    return gettid();
+}
+
+int cshims_futex_wait(uint32_t *addr, uint32_t expected, const struct timespec *timeout) {
+    return (int)syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, timeout, NULL, 0);
+}
+
+int cshims_futex_wake(uint32_t *addr, int count) {
+    return (int)syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+}

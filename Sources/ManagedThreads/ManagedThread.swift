@@ -1,0 +1,301 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options for a new ``ManagedThread``.
+public struct ThreadOptions: Sendable, Hashable {
+    /// Stack size in bytes; nil uses glibc's default (RLIMIT_STACK, usually 8 MiB).
+    /// Must be at least 16 KiB.
+    public var stackSize: Int?
+    /// A background thread is not waited for by group shutdowns; if still alive then, it is
+    /// reported as orphaned. Joins on the thread itself still work as usual.
+    public var isBackground: Bool
+
+    /// Creates options; the defaults are a foreground thread on glibc's default stack.
+    public init(stackSize: Int? = nil, isBackground: Bool = false) {
+        self.stackSize = stackSize
+        self.isBackground = isBackground
+    }
+
+    /// The smallest accepted stack (glibc's PTHREAD_STACK_MIN on x86_64 and aarch64).
+    public static let minimumStackSize = 16 * 1024
+}
+
+/// A joinable pthread whose body receives a ``StopToken``, with bounded joins.
+///
+/// ```swift
+/// let worker = try ManagedThread.spawn(name: "indexer") { token in
+///     while !token.wait(timeout: .seconds(1)) { reindex() }
+/// }
+/// let exited = try worker.stop(timeout: .seconds(2))   // request + bounded join
+/// ```
+///
+/// Every join has a deadline and says whether the thread exited. Stop and join are idempotent
+/// and may be called from any number of threads at once. A body that throws does not bring the
+/// process down: the error is kept in ``error``. Dropping the last reference to an unjoined
+/// thread detaches it, so no pthread is ever leaked by forgetting a handle (the thread itself
+/// keeps running until its body returns).
+public final class ManagedThread: Sendable, CustomStringConvertible {
+    // Values of the lifecycle futex word.
+    static let running: UInt32 = 0
+    static let runningWithSleepers: UInt32 = 1
+    static let exited: UInt32 = 2
+    static let reaping: UInt32 = 3
+    static let reapingWithSleepers: UInt32 = 4
+    static let joined: UInt32 = 5
+
+    /// The full name, as given at spawn.
+    public let name: String
+    /// The name the kernel shows (`/proc/self/task/<tid>/comm`, `top -H`, gdb): the longest prefix
+    /// of ``name`` that fits 15 bytes, cut on a Unicode scalar boundary.
+    public let kernelName: String
+    /// What the thread is for, for status dumps and reports.
+    public let purpose: String?
+    /// When ``spawn(name:purpose:options:_:)`` was called.
+    public let spawnTime: ContinuousClock.Instant
+    /// Whether group shutdowns skip waiting for this thread; see ``ThreadOptions/isBackground``.
+    public let isBackground: Bool
+
+    let stop: StopState
+    let life: FutexWord
+    private let tidValue = Atomic<Int32>(0)
+    private let ending = Mutex<Ending>(Ending())
+
+    private struct Ending {
+        var error: (any Error)?
+        var endedAt: ContinuousClock.Instant?
+    }
+
+    // Written once by `spawn` before anyone else can see the object; read by joiners and deinit,
+    // which reach the object only after `spawn` returned it.
+    private nonisolated(unsafe) var handle = pthread_t()
+    // Set by `spawn`, taken (and cleared) once by the new thread: pthread_create orders the write
+    // before the thread's read, and nothing else touches it.
+    private nonisolated(unsafe) var body: ((StopToken) throws -> Void)?
+
+    private init(name: String, purpose: String?, options: ThreadOptions, body: @escaping (StopToken) throws -> Void) {
+        self.name = name
+        self.kernelName = PThread.kernelName(for: name)
+        self.purpose = purpose
+        self.isBackground = options.isBackground
+        self.spawnTime = .now
+        self.stop = StopState()
+        self.life = .allocate(Self.running)
+        self.body = body
+    }
+
+    deinit {
+        // The thread holds a reference while it runs, so here it has exited (or never started).
+        // Unjoined: detach so glibc frees its stack as soon as it is gone.
+        let state = life.load()
+        if state == Self.exited {
+            PThread.detach(handle)
+        }
+        life.deallocate()
+    }
+
+    /// Starts a new thread running `body`.
+    ///
+    /// The body's captures are released when it returns. Its thrown error, if any, is kept in
+    /// ``error``.
+    /// The corresponding C functions are `pthread_create` and `pthread_setname_np`.
+    /// - Parameters:
+    ///   - name: the full name; must not be empty or contain NUL. The kernel gets ``kernelName``.
+    ///   - purpose: what the thread is for, shown in reports.
+    ///   - options: stack size and the background flag.
+    ///   - body: the work; it should return soon after its token reports a stop.
+    /// - Throws: ``ThreadError`` with ``ThreadError/Code/invalidArgument`` for a bad name or stack
+    ///   size, or ``ThreadError/Code/systemCall`` (`pthread_create`, EAGAIN/EPERM) when the
+    ///   system refuses a thread. Nothing is leaked on failure.
+    public static func spawn(
+        name: String,
+        purpose: String? = nil,
+        options: ThreadOptions = ThreadOptions(),
+        _ body: sending @escaping (StopToken) throws -> Void
+    ) throws(ThreadError) -> ManagedThread {
+        try validate(name: name, options: options)
+        let thread = ManagedThread(name: name, purpose: purpose, options: options, body: body)
+        try thread.start(stackSize: options.stackSize ?? 0)
+        return thread
+    }
+
+    static func validate(name: String, options: ThreadOptions) throws(ThreadError) {
+        if name.isEmpty {
+            throw .invalidArgument("a thread name must not be empty")
+        }
+        if name.utf8.contains(0) {
+            throw .invalidArgument("a thread name must not contain NUL bytes: \(name.debugDescription)")
+        }
+        if let size = options.stackSize, size < ThreadOptions.minimumStackSize {
+            throw .invalidArgument("stack size \(size) is below the minimum of \(ThreadOptions.minimumStackSize) bytes")
+        }
+    }
+
+    private func start(stackSize: Int) throws(ThreadError) {
+        let context = Unmanaged.passRetained(self)
+        do {
+            handle = try PThread.create(
+                stack: nil, stackSize: stackSize, start: managedThreadEntry, arg: context.toOpaque())
+        } catch {
+            context.release()
+            body = nil
+            life.store(Self.joined)  // nothing to detach in deinit
+            throw error
+        }
+    }
+
+    /// Runs on the new thread.
+    fileprivate func run() {
+        tidValue.store(PThread.currentTID, ordering: .releasing)
+        try? PThread.setCurrentName(kernelName)  // a name is a diagnostic aid, never a reason to fail
+        runBody()
+        stop.runCallbacksAtEnd()
+        stop.retireDescriptor()
+        ending.withLock { $0.endedAt = .now }
+        if life.exchange(Self.exited) == Self.runningWithSleepers {
+            life.wakeAll()
+        }
+    }
+
+    private func runBody() {
+        guard let body else { return }
+        self.body = nil
+        do {
+            try body(StopToken(state: stop))
+        } catch {
+            ending.withLock { $0.error = error }
+        }
+    }
+
+    // MARK: State
+
+    /// The kernel thread id (as in `/proc/self/task`), or nil if the thread has not started running yet.
+    public var tid: pid_t? {
+        let tid = tidValue.load(ordering: .acquiring)
+        return tid == 0 ? nil : tid
+    }
+
+    /// Whether the body (and the thread's end-of-life callbacks) are still running.
+    public var isAlive: Bool { life.load() < Self.exited }
+
+    /// Whether the thread has been joined: its system resources are gone.
+    public var isJoined: Bool { life.load() == Self.joined }
+
+    /// The error the body threw, once it has exited; nil if it returned normally or is running.
+    public var error: (any Error)? { ending.withLock { $0.error } }
+
+    /// When the body ended, or nil while it runs.
+    public var endedAt: ContinuousClock.Instant? { ending.withLock { $0.endedAt } }
+
+    /// The token the body receives; owners can use it to check or register `onStop` callbacks.
+    public var stopToken: StopToken { StopToken(state: stop) }
+
+    /// Whether a stop has been requested.
+    public var isStopRequested: Bool { stop.isStopRequested }
+
+    /// Why the stop was requested, if it was.
+    public var stopReason: StopReason? { stop.reason }
+
+    /// When the stop was requested, if it was.
+    public var stopRequestedAt: ContinuousClock.Instant? { stop.requestedAt }
+
+    /// Whether the body looked at its token (checked it, waited on it, ended a tick loop) after the
+    /// stop was requested — a stuck thread that never did is ignoring its token.
+    public var acknowledgedStop: Bool { stop.acknowledged.load(ordering: .relaxed) }
+
+    public var description: String {
+        let state = isJoined ? "joined" : isAlive ? "alive" : "exited"
+        return "ManagedThread(\(name.debugDescription), tid: \(tid.map(String.init) ?? "-"), \(state))"
+    }
+
+    // MARK: Stopping and joining
+
+    /// Asks the body to finish: sets its token, wakes its waits and descriptor, runs its `onStop`
+    /// callbacks on the calling thread. Does not wait. Idempotent.
+    /// - Returns: true if this call made the request.
+    @discardableResult
+    public func requestStop(reason: StopReason = .requested) -> Bool {
+        stop.requestStop(reason: reason)
+    }
+
+    /// Waits for the thread to exit, at most until `deadline`, and reaps it.
+    ///
+    /// Always returns by the deadline (a deadline in the past still reaps a thread that has already
+    /// ended). Safe to call from many threads at once; all of them see the same outcome.
+    /// The corresponding C function is `pthread_timedjoin_np`.
+    /// - Returns: true if the thread has exited and been joined, false if the deadline came first.
+    /// - Throws: ``ThreadError/Code/selfJoin`` when called from the thread itself (including from
+    ///   its own `onStop` callbacks as it ends).
+    @available(*, noasync, message: "blocks the calling thread")
+    public func join(until deadline: ContinuousClock.Instant) throws(ThreadError) -> Bool {
+        if tidValue.load(ordering: .relaxed) == PThread.currentTID {
+            throw ThreadError(code: .selfJoin, message: "thread \(name.debugDescription) tried to join itself")
+        }
+        while true {
+            var state = life.load()
+            switch state {
+            case Self.joined:
+                return true
+            case Self.exited:
+                guard life.compareExchange(Self.exited, Self.reaping) else { continue }
+                return try reap(until: deadline)
+            case Self.running:
+                guard life.compareExchange(Self.running, Self.runningWithSleepers) else { continue }
+                state = Self.runningWithSleepers
+            case Self.reaping:
+                guard life.compareExchange(Self.reaping, Self.reapingWithSleepers) else { continue }
+                state = Self.reapingWithSleepers
+            default:
+                break
+            }
+            if !life.wait(whileEqualTo: state, until: deadline) {
+                // Out of time. A thread that has already ended is still reaped (a past deadline
+                // makes pthread_timedjoin_np return at once).
+                let last = life.load()
+                if last == Self.exited, life.compareExchange(Self.exited, Self.reaping) {
+                    return try reap(until: deadline)
+                }
+                return last == Self.joined
+            }
+        }
+    }
+
+    /// Waits for the thread to exit for at most `timeout`; see ``join(until:)``.
+    @available(*, noasync, message: "blocks the calling thread")
+    public func join(timeout: Duration) throws(ThreadError) -> Bool {
+        try join(until: .now.advanced(by: timeout))
+    }
+
+    /// Requests a stop and joins for at most `timeout`.
+    /// - Returns: true if the thread exited in time.
+    /// - Throws: ``ThreadError/Code/selfJoin`` from the thread itself (the stop is still requested).
+    @available(*, noasync, message: "blocks the calling thread")
+    public func stop(timeout: Duration, reason: StopReason = .requested) throws(ThreadError) -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        requestStop(reason: reason)
+        return try join(until: deadline)
+    }
+
+    /// Holds the reaping right (state `reaping`); joins the exiting thread within the deadline.
+    private func reap(until deadline: ContinuousClock.Instant) throws(ThreadError) -> Bool {
+        let done: Bool
+        do {
+            done = try PThread.join(handle, until: deadline)
+        } catch {
+            if life.exchange(Self.exited) == Self.reapingWithSleepers { life.wakeAll() }
+            throw error
+        }
+        if life.exchange(done ? Self.joined : Self.exited) == Self.reapingWithSleepers {
+            life.wakeAll()
+        }
+        return done
+    }
+}
+
+/// The pthread start routine: takes back the reference `spawn` retained for the thread.
+private func managedThreadEntry(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    let thread = Unmanaged<ManagedThread>.fromOpaque(context!).takeRetainedValue()
+    thread.run()
+    return nil
+}

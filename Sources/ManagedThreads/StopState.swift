@@ -1,0 +1,169 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The shared state behind a ``StopSource`` and its ``StopToken``s.
+///
+/// The hot path (`isStopRequested`, waiting) is one futex word; everything rare (reason, the lazy
+/// eventfd, callbacks) sits behind one mutex that a thread never touches unless it uses them.
+final class StopState: Sendable {
+    // Futex word values.
+    static let running: UInt32 = 0
+    static let runningWithSleepers: UInt32 = 1
+    static let stopped: UInt32 = 2
+
+    let word: FutexWord
+    /// Set when a token reader observed the stop (acknowledged it), for shutdown reports.
+    let acknowledged = Atomic<Bool>(false)
+
+    struct Callback {
+        var id: UInt64
+        var action: @Sendable () -> Void
+    }
+
+    struct Rare {
+        var reason: StopReason?
+        var requestedAt: ContinuousClock.Instant?
+        var descriptor: Int32 = -1
+        /// The descriptor was closed for good (the owning thread ended); it is never recreated.
+        var descriptorRetired = false
+        var callbacks: [Callback] = []
+        var callbacksDone = false
+        var nextCallbackID: UInt64 = 0
+    }
+
+    let rare = Mutex<Rare>(Rare())
+
+    init() {
+        word = .allocate(Self.running)
+    }
+
+    deinit {
+        let fd = rare.withLock { $0.descriptor }
+        if fd >= 0 { closeDescriptor(fd) }
+        word.deallocate()
+    }
+
+    @inline(__always)
+    var isStopRequested: Bool { word.load() == Self.stopped }
+
+    /// Records the reason, flips the word, wakes sleepers, signals the descriptor and runs the
+    /// callbacks on the calling thread. Returns false if a stop had already been requested.
+    @discardableResult
+    func requestStop(reason: StopReason) -> Bool {
+        let taken = rare.withLock { rare -> (fd: Int32, callbacks: [Callback])? in
+            guard rare.reason == nil else { return nil }
+            rare.reason = reason
+            rare.requestedAt = .now
+            var callbacks: [Callback] = []
+            if !rare.callbacksDone {
+                rare.callbacksDone = true
+                swap(&callbacks, &rare.callbacks)
+            }
+            return (rare.descriptor, callbacks)
+        }
+        guard let taken else { return false }
+        // The reason is recorded before the word flips, so a reader that sees the stop sees why.
+        if word.exchange(Self.stopped) == Self.runningWithSleepers {
+            word.wakeAll()
+        }
+        if taken.fd >= 0 {
+            // Cannot fail short of a bug (EBADF traps inside); EAGAIN means already readable.
+            try? EventFD.signal(taken.fd)
+        }
+        for callback in taken.callbacks { callback.action() }
+        return true
+    }
+
+    var reason: StopReason? { rare.withLock { $0.reason } }
+    var requestedAt: ContinuousClock.Instant? { rare.withLock { $0.requestedAt } }
+
+    @inline(__always)
+    func noteObserved() {
+        if !acknowledged.load(ordering: .relaxed) {
+            acknowledged.store(true, ordering: .relaxed)
+        }
+    }
+
+    /// Blocks until stop is requested or `deadline` passes. Returns whether stop was requested.
+    func wait(until deadline: ContinuousClock.Instant?) -> Bool {
+        while true {
+            let value = word.load()
+            if value == Self.stopped { return true }
+            if value == Self.running {
+                // Announce a sleeper so the requester knows to issue the wake syscall.
+                if !word.compareExchange(Self.running, Self.runningWithSleepers) { continue }
+            }
+            if !word.wait(whileEqualTo: Self.runningWithSleepers, until: deadline) {
+                return isStopRequested
+            }
+        }
+    }
+
+    /// The eventfd that becomes readable on stop, created on first use.
+    func descriptor() throws(ThreadError) -> Int32 {
+        try rare.withLock { (rare) throws(ThreadError) -> Int32 in
+            if rare.descriptor >= 0 { return rare.descriptor }
+            if rare.descriptorRetired {
+                throw ThreadError(
+                    code: .invalidState,
+                    message: "the stop descriptor is closed: the thread that owned this token has ended")
+            }
+            let fd = try EventFD.create()
+            if rare.reason != nil {
+                // The stop came first: make the new descriptor readable at once. Writing 1 to a
+                // fresh non-blocking eventfd cannot fail short of a bug (which traps inside).
+                try? EventFD.signal(fd)
+            }
+            rare.descriptor = fd
+            return fd
+        }
+    }
+
+    /// Closes the descriptor (if any) for good. Called when the owning thread's body has ended.
+    func retireDescriptor() {
+        let fd = rare.withLock { rare -> Int32 in
+            let fd = rare.descriptor
+            rare.descriptor = -1
+            rare.descriptorRetired = true
+            return fd
+        }
+        if fd >= 0 { closeDescriptor(fd) }
+    }
+
+    /// Registers `action`; runs it now (on this thread) when the stop already happened or the owner
+    /// already ended. Returns the registration id, or nil when it ran at once.
+    func addCallback(_ action: @escaping @Sendable () -> Void) -> UInt64? {
+        let id = rare.withLock { rare -> UInt64? in
+            guard !rare.callbacksDone else { return nil }
+            let id = rare.nextCallbackID
+            rare.nextCallbackID += 1
+            rare.callbacks.append(Callback(id: id, action: action))
+            return id
+        }
+        if id == nil { action() }
+        return id
+    }
+
+    /// Removes a callback that has not run. Returns true if it was removed (and so will never run).
+    func removeCallback(_ id: UInt64) -> Bool {
+        rare.withLock { rare in
+            guard let index = rare.callbacks.firstIndex(where: { $0.id == id }) else { return false }
+            rare.callbacks.remove(at: index)
+            return true
+        }
+    }
+
+    /// The owner ended without a stop: runs the callbacks that have not run yet, once.
+    func runCallbacksAtEnd() {
+        let callbacks = rare.withLock { rare -> [Callback] in
+            guard !rare.callbacksDone else { return [] }
+            rare.callbacksDone = true
+            var taken: [Callback] = []
+            swap(&taken, &rare.callbacks)
+            return taken
+        }
+        for callback in callbacks { callback.action() }
+    }
+}

@@ -1,0 +1,69 @@
+import CShims
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Swift wrappers over the pthread shims.
+enum PThread {
+    /// Creates a joinable thread running `start(arg)`.
+    /// The corresponding C function is `pthread_create` (through `cshims_thread_create`).
+    static func create(
+        stack: UnsafeMutableRawPointer?, stackSize: Int,
+        start: cshims_thread_start_t, arg: UnsafeMutableRawPointer?
+    ) throws(ThreadError) -> pthread_t {
+        var handle = pthread_t()
+        try pthreadCall(.pthreadCreate) { cshims_thread_create(&handle, stack, stackSize, start, arg) }
+        return handle
+    }
+
+    /// Sets the calling thread's kernel name (at most 15 bytes; see ``kernelName(for:)``).
+    static func setCurrentName(_ name: String) throws(ThreadError) {
+        try pthreadCall(.pthreadSetname) { name.withCString { cshims_thread_setname(pthread_self(), $0) } }
+    }
+
+    /// The kernel name of `thread`, as `pthread_getname_np` reports it.
+    static func name(of thread: pthread_t) -> String? {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 16) { buf -> String? in
+            guard cshims_thread_getname(thread, buf.baseAddress!, 16) == 0 else { return nil }
+            return String(cString: buf.baseAddress!)
+        }
+    }
+
+    /// Waits for `thread` to terminate, at most until `deadline`. Returns false on timeout.
+    /// The corresponding C function is `pthread_timedjoin_np`.
+    static func join(_ thread: pthread_t, until deadline: ContinuousClock.Instant) throws(ThreadError) -> Bool {
+        var abstime = realtimeDeadline(for: deadline)
+        if let forced = injectedFault(.pthreadTimedjoin) { throw .system(.pthreadTimedjoin, forced) }
+        let rc = cshims_thread_timedjoin(thread, &abstime)
+        switch rc {
+        case 0: return true
+        case ETIMEDOUT: return false
+        default:
+            // ESRCH/EINVAL/EDEADLK would mean the library lost track of its own handle.
+            preconditionFailure("pthread_timedjoin_np failed with \(Errno.name(rc)): a bug in ManagedThreads")
+        }
+    }
+
+    /// Detaches `thread` so the system reclaims it when it ends.
+    static func detach(_ thread: pthread_t) {
+        let rc = pthread_detach(thread)
+        precondition(rc == 0, "pthread_detach failed with \(Errno.name(rc)): a bug in ManagedThreads")
+    }
+
+    /// The kernel thread id of the calling thread.
+    @inline(__always) static var currentTID: pid_t { cshims_gettid() }
+
+    /// The longest prefix of `name` that fits the kernel's 15-byte thread name, cut on a Unicode
+    /// scalar boundary so no UTF-8 sequence is split.
+    static func kernelName(for name: String) -> String {
+        var bytes = 0
+        var result = String.UnicodeScalarView()
+        for scalar in name.unicodeScalars {
+            let width = UTF8.width(scalar)
+            if bytes + width > 15 { break }
+            bytes += width
+            result.append(scalar)
+        }
+        return String(result)
+    }
+}

@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Duration {
+    /// The duration as a `timespec`, clamped at zero (negative durations mean "already due").
+    var timespec: timespec {
+        let (seconds, attoseconds) = components
+        if seconds < 0 || (seconds == 0 && attoseconds <= 0) {
+            return Glibc.timespec(tv_sec: 0, tv_nsec: 0)
+        }
+        return Glibc.timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+    }
+
+    init(_ ts: timespec) {
+        self = .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)
+    }
+
+    /// Whole milliseconds, rounded up, for `poll`; nil means "no timeout". Clamped to Int32.
+    var pollMilliseconds: Int32 {
+        let (seconds, attoseconds) = components
+        if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
+        let ms = seconds.multipliedReportingOverflow(by: 1000)
+        if ms.overflow { return Int32.max }
+        let extra = (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        let total = ms.partialValue.addingReportingOverflow(extra)
+        return total.overflow || total.partialValue > Int64(Int32.max) ? Int32.max : Int32(total.partialValue)
+    }
+}
+
+/// Converts a monotonic deadline into the absolute CLOCK_REALTIME time `pthread_timedjoin_np`
+/// wants, by adding what remains to "now" on the realtime clock.
+func realtimeDeadline(for deadline: ContinuousClock.Instant) -> timespec {
+    let remaining = ContinuousClock.now.duration(to: deadline)
+    var now = Glibc.timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    var ts = remaining.timespec
+    ts.tv_sec += now.tv_sec
+    ts.tv_nsec += now.tv_nsec
+    if ts.tv_nsec >= 1_000_000_000 {
+        ts.tv_sec += 1
+        ts.tv_nsec -= 1_000_000_000
+    }
+    return ts
+}

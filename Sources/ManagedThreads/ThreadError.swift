@@ -1,0 +1,58 @@
+/// The error thrown by every ManagedThreads API.
+///
+/// Inspect ``code`` to decide what to do; ``message`` is written for a person. When a system call
+/// failed, ``call`` names it (for example `"pthread_create"`) and ``errno`` holds the error number
+/// it returned, comparable with the Glibc constants (`EAGAIN`, `EMFILE`, …).
+public struct ThreadError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kind of failure. New codes may be added in later versions, so switch with a `default`.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let raw: String
+        private init(_ raw: String) { self.raw = raw }
+        public var description: String { raw }
+
+        /// A system call failed; ``ThreadError/call`` and ``ThreadError/errno`` say which and how.
+        public static let systemCall = Code("systemCall")
+        /// A thread tried to join itself, which would deadlock.
+        public static let selfJoin = Code("selfJoin")
+        /// An argument was out of range or malformed (an empty name, a stack too small, …).
+        public static let invalidArgument = Code("invalidArgument")
+        /// The operation needs a resource that is gone (for example the stop descriptor of a thread
+        /// whose body has returned).
+        public static let invalidState = Code("invalidState")
+        /// Spawning into a thread group that is stopping or stopped.
+        public static let groupStopped = Code("groupStopped")
+    }
+
+    /// What went wrong.
+    public let code: Code
+    /// A sentence a person can act on.
+    public let message: String
+    /// The failing C function, when ``code`` is ``Code/systemCall``.
+    public let call: String?
+    /// The error number the call returned, when ``code`` is ``Code/systemCall``.
+    public let errno: Int32?
+
+    /// Creates an error. Library code uses the static factories; this is public so that components
+    /// conforming to the library's protocols can report failures in the same type.
+    public init(code: Code, message: String, call: String? = nil, errno: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.call = call
+        self.errno = errno
+    }
+
+    public var description: String {
+        if let call, let errno {
+            return "\(call) failed: \(Errno.name(errno)) (\(Errno.describe(errno))): \(message)"
+        }
+        return "\(code): \(message)"
+    }
+
+    static func system(_ call: SystemCall, _ errno: Int32) -> ThreadError {
+        ThreadError(code: .systemCall, message: call.advice(for: errno), call: call.rawValue, errno: errno)
+    }
+
+    static func invalidArgument(_ message: String) -> ThreadError {
+        ThreadError(code: .invalidArgument, message: message)
+    }
+}
