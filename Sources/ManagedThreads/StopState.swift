@@ -52,26 +52,28 @@ final class StopState: Sendable {
     /// callbacks on the calling thread. Returns false if a stop had already been requested.
     @discardableResult
     func requestStop(reason: StopReason) -> Bool {
-        let taken = rare.withLock { rare -> (fd: Int32, callbacks: [Callback])? in
+        let taken = rare.withLock { rare -> (wake: Bool, callbacks: [Callback])? in
             guard rare.reason == nil else { return nil }
+            // The reason is recorded before the word flips, so a reader that sees the stop sees why.
             rare.reason = reason
             rare.requestedAt = .now
+            let hadSleepers = word.exchange(Self.stopped) == Self.runningWithSleepers
+            // Signal the descriptor while holding the lock: the woken thread may return and retire
+            // (close) it at once, and retireDescriptor takes this lock, so it cannot close the
+            // descriptor under this write (which would hit EBADF, or a reused descriptor).
+            if rare.descriptor >= 0 {
+                // Cannot fail short of a bug (EBADF traps inside); EAGAIN means already readable.
+                try? EventFD.signal(rare.descriptor)
+            }
             var callbacks: [Callback] = []
             if !rare.callbacksDone {
                 rare.callbacksDone = true
                 swap(&callbacks, &rare.callbacks)
             }
-            return (rare.descriptor, callbacks)
+            return (hadSleepers, callbacks)
         }
         guard let taken else { return false }
-        // The reason is recorded before the word flips, so a reader that sees the stop sees why.
-        if word.exchange(Self.stopped) == Self.runningWithSleepers {
-            word.wakeAll()
-        }
-        if taken.fd >= 0 {
-            // Cannot fail short of a bug (EBADF traps inside); EAGAIN means already readable.
-            try? EventFD.signal(taken.fd)
-        }
+        if taken.wake { word.wakeAll() }
         for callback in taken.callbacks { callback.action() }
         return true
     }

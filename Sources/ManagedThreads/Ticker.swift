@@ -43,7 +43,8 @@ public final class Ticker: Sequence, IteratorProtocol {
         do {
             try TimerFD.arm(fd, initial: period, interval: period)
         } catch {
-            closeDescriptor(fd)
+            // Every stored property is set, so deinit will run too: close() marks the fd gone.
+            close()
             throw error
         }
     }
