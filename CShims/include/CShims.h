@@ -76,6 +76,12 @@ static inline void cshims_atomic_store_u32(uint32_t *_Nonnull p, uint32_t v) {
 static inline uint32_t cshims_atomic_exchange_u32(uint32_t *_Nonnull p, uint32_t v) {
     return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
 }
+static inline uint32_t cshims_atomic_fetch_add_u32(uint32_t *_Nonnull p, uint32_t v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+static inline uint32_t cshims_atomic_fetch_and_u32(uint32_t *_Nonnull p, uint32_t v) {
+    return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST);
+}
 /// Returns 1 and stores `desired` when `*p == expected`; otherwise returns 0.
 static inline int cshims_atomic_cas_u32(uint32_t *_Nonnull p, uint32_t expected, uint32_t desired) {
     return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);

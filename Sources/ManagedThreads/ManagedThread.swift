@@ -59,6 +59,9 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
 
     let stop: StopState
     let life: FutexWord
+    /// The group this thread belongs to, if any (weak: a group owns its threads, not the reverse).
+    /// Told when the thread ends, before it is marked exited.
+    weak let group: ThreadGroup?
     private let tidValue = Atomic<Int32>(0)
     private let ending = Mutex<Ending>(Ending())
 
@@ -74,7 +77,11 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     // before the thread's read, and nothing else touches it.
     private nonisolated(unsafe) var body: ((StopToken) throws -> Void)?
 
-    private init(name: String, purpose: String?, options: ThreadOptions, body: @escaping (StopToken) throws -> Void) {
+    init(
+        name: String, purpose: String?, options: ThreadOptions, group: ThreadGroup? = nil,
+        body: @escaping (StopToken) throws -> Void
+    ) {
+        self.group = group
         self.name = name
         self.kernelName = PThread.kernelName(for: name)
         self.purpose = purpose
@@ -132,7 +139,9 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         }
     }
 
-    private func start(stackSize: Int) throws(ThreadError) {
+    /// Starts the pthread. On failure the thread counts as ended (its exit hook runs, so a group
+    /// waiting for it is not left waiting) and nothing is leaked.
+    func start(stackSize: Int) throws(ThreadError) {
         let context = Unmanaged.passRetained(self)
         do {
             handle = try PThread.create(
@@ -140,6 +149,8 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         } catch {
             context.release()
             body = nil
+            ending.withLock { $0.endedAt = .now }
+            group?.threadEnded(self)
             life.store(Self.joined)  // nothing to detach in deinit
             throw error
         }
@@ -147,12 +158,21 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
 
     /// Runs on the new thread.
     fileprivate func run() {
-        tidValue.store(PThread.currentTID, ordering: .releasing)
+        let tid = PThread.currentTID
+        tidValue.store(tid, ordering: .releasing)
+        ManagedThreadRegistry.insert(tid)
         try? PThread.setCurrentName(kernelName)  // a name is a diagnostic aid, never a reason to fail
-        runBody()
+        if let group {
+            // Code in the body that spawns without naming a group lands in this thread's group.
+            ThreadGroup.$scoped.withValue(group) { runBody() }
+        } else {
+            runBody()
+        }
         stop.runCallbacksAtEnd()
         stop.retireDescriptor()
         ending.withLock { $0.endedAt = .now }
+        group?.threadEnded(self)
+        ManagedThreadRegistry.remove(tid)
         if life.exchange(Self.exited) == Self.runningWithSleepers {
             life.wakeAll()
         }
@@ -291,6 +311,14 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         }
         return done
     }
+}
+
+/// The kernel ids of managed threads that are running, for ``ThreadAudit``.
+enum ManagedThreadRegistry {
+    private static let tids = Mutex<Set<pid_t>>([])
+    static func insert(_ tid: pid_t) { _ = tids.withLock { $0.insert(tid) } }
+    static func remove(_ tid: pid_t) { _ = tids.withLock { $0.remove(tid) } }
+    static func contains(_ tid: pid_t) -> Bool { tids.withLock { $0.contains(tid) } }
 }
 
 /// The pthread start routine: takes back the reference `spawn` retained for the thread.

@@ -84,3 +84,11 @@ final class DeinitProbe: Sendable {
     init(_ released: Counter) { self.released = released }
     deinit { released.increment() }
 }
+
+/// A value behind a lock, shareable by reference between test threads.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+    var value: Value { mutex.withLock { $0 } }
+}

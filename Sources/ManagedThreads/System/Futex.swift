@@ -22,6 +22,8 @@ struct FutexWord: @unchecked Sendable {
     @inline(__always) func load() -> UInt32 { cshims_atomic_load_u32(pointer) }
     @inline(__always) func store(_ v: UInt32) { cshims_atomic_store_u32(pointer, v) }
     @inline(__always) func exchange(_ v: UInt32) -> UInt32 { cshims_atomic_exchange_u32(pointer, v) }
+    @inline(__always) func fetchAdd(_ v: UInt32) -> UInt32 { cshims_atomic_fetch_add_u32(pointer, v) }
+    @inline(__always) func fetchAnd(_ v: UInt32) -> UInt32 { cshims_atomic_fetch_and_u32(pointer, v) }
     @inline(__always) func compareExchange(_ expected: UInt32, _ desired: UInt32) -> Bool {
         cshims_atomic_cas_u32(pointer, expected, desired) != 0
     }

@@ -1,0 +1,330 @@
+/// A snapshot of a group's subtree taken at the start of a shutdown.
+///
+/// Taking it installs the shutdown's ``ExitQueue`` in every group below (under the same lock a
+/// thread's exit bookkeeping takes), so every member thread is accounted for exactly once: it
+/// either ended before (it is in `ended`) or will push itself onto the queue.
+final class ShutdownPlan {
+    enum Child {
+        case group(ShutdownPlan)
+        /// A component, or a group already being shut down by another caller.
+        case component(any ThreadOwner, path: String)
+        /// A group that was shut down before; its report stands.
+        case stopped(ShutdownReport.Node)
+    }
+
+    let group: ThreadGroup
+    let path: String
+    let threads: [ThreadGroup.Member<ManagedThread>]
+    let ended: [ManagedThread]
+    let children: [(child: Child, serial: UInt64, priority: Int)]
+    /// Whether the group's parent is itself stopping (then the parent removes nothing).
+    let parentIsStopping: Bool
+    /// Filled in by ``ShutdownRun/node(for:)``.
+    var node: ShutdownReport.Node?
+
+    private init(
+        group: ThreadGroup, path: String, threads: [ThreadGroup.Member<ManagedThread>], ended: [ManagedThread],
+        children: [(child: Child, serial: UInt64, priority: Int)], parentIsStopping: Bool
+    ) {
+        self.group = group
+        self.path = path
+        self.threads = threads
+        self.ended = ended
+        self.children = children
+        self.parentIsStopping = parentIsStopping
+    }
+
+    /// Snapshots `group` and, recursively, the child groups it owns. `isRoot`: the caller already
+    /// claimed the group's shutdown.
+    static func prepare(_ group: ThreadGroup, path: String, queue: ExitQueue, isRoot: Bool) -> Child {
+        enum Snapshot {
+            case ok([ThreadGroup.Member<ManagedThread>], [ManagedThread], [ThreadGroup.Member<any ThreadOwner>])
+            case busy
+            case stopped(ShutdownReport.Node)
+        }
+        let snapshot = group.state.withLock { state -> Snapshot in
+            if !isRoot {
+                if let report = state.report { return .stopped(report.root) }
+                if state.shutdownInProgress { return .busy }
+                state.shutdownInProgress = true
+            }
+            state.phase = max(state.phase, .stopRequested)
+            state.exitQueue = queue
+            var ended: [ManagedThread] = []
+            swap(&ended, &state.finished)
+            return .ok(
+                state.threads.values.sorted { $0.serial < $1.serial }, ended,
+                state.children.values.sorted { $0.serial < $1.serial })
+        }
+        switch snapshot {
+        case .stopped(let node):
+            return .stopped(node)
+        case .busy:
+            return .component(group, path: path)
+        case .ok(let threads, let ended, let members):
+            let children = members.map { member -> (child: Child, serial: UInt64, priority: Int) in
+                let childPath = "\(path)/\(member.value.name)"
+                let child: Child
+                if let childGroup = member.value as? ThreadGroup {
+                    child = prepare(childGroup, path: childPath, queue: queue, isRoot: false)
+                } else {
+                    child = .component(member.value, path: childPath)
+                }
+                return (child, member.serial, member.priority)
+            }
+            let parentStopping = group.parent.map { parent in
+                parent.state.withLock { $0.phase != .running }
+            } ?? false
+            return .group(ShutdownPlan(
+                group: group, path: path, threads: threads, ended: ended, children: children,
+                parentIsStopping: isRoot ? parentStopping : true))
+        }
+    }
+
+    /// Convenience for the root, which is always a group.
+    static func prepareRoot(_ group: ThreadGroup, queue: ExitQueue) -> ShutdownPlan {
+        guard case .group(let plan) = prepare(group, path: group.path, queue: queue, isRoot: true) else {
+            preconditionFailure("the root of a shutdown plan is always a group")
+        }
+        return plan
+    }
+
+    var ownForegroundThreads: [ManagedThread] {
+        threads.map(\.value).filter { !$0.isBackground } + ended
+    }
+
+    /// Foreground threads of the whole subtree, plus those that ended before the shutdown.
+    var allForegroundThreads: [ManagedThread] {
+        ownForegroundThreads + childPlans.flatMap(\.allForegroundThreads)
+    }
+
+    /// Every thread of the subtree, background included.
+    var allThreads: [ManagedThread] {
+        threads.map(\.value) + ended + childPlans.flatMap(\.allThreads)
+    }
+
+    /// Components of the subtree, with their paths.
+    var allComponents: [(any ThreadOwner, String)] {
+        children.compactMap { entry -> (any ThreadOwner, String)? in
+            if case .component(let owner, let path) = entry.child { return (owner, path) }
+            return nil
+        } + childPlans.flatMap(\.allComponents)
+    }
+
+    var childPlans: [ShutdownPlan] {
+        children.compactMap { entry in
+            if case .group(let plan) = entry.child { return plan }
+            return nil
+        }
+    }
+
+    /// Requests a stop of everything in the subtree.
+    func signalAll(ownReason: StopReason) {
+        for member in threads { member.value.requestStop(reason: ownReason) }
+        for entry in children {
+            switch entry.child {
+            case .group(let plan): plan.signalAll(ownReason: .parentStopped)
+            case .component(let owner, _): owner.requestStop(reason: .parentStopped)
+            case .stopped: break
+            }
+        }
+    }
+
+    /// Stores each group's part of the report and marks it stopped.
+    func finish(report: ShutdownReport) {
+        for plan in childPlans {
+            guard let node = plan.node else { continue }
+            var sub = report
+            sub.groupPath = plan.path
+            sub.root = node
+            plan.finish(report: sub)
+        }
+        group.finishShutdown(report: report)
+    }
+}
+
+/// The joining half of a shutdown: applies a policy over a ``ShutdownPlan`` and records outcomes.
+struct ShutdownRun {
+    let queue: ExitQueue
+    let deadline: ContinuousClock.Instant
+    let callerTID = PThread.currentTID
+    private var seenExited: Set<ObjectIdentifier> = []
+    private var outcome: [ObjectIdentifier: ShutdownReport.Status] = [:]
+    private var componentNodes: [ObjectIdentifier: ShutdownReport.Node] = [:]
+
+    init(queue: ExitQueue, deadline: ContinuousClock.Instant) {
+        self.queue = queue
+        self.deadline = deadline
+    }
+
+    /// Waits until every thread in `threads` has exited or `stageDeadline` passes, joining each as
+    /// it exits (in exit order, not list order).
+    mutating func join(_ threads: [ManagedThread], until stageDeadline: ContinuousClock.Instant) {
+        var pending: [ObjectIdentifier: ManagedThread] = [:]
+        for thread in threads {
+            let id = ObjectIdentifier(thread)
+            if outcome[id] == .joined { continue }
+            if thread.tid == callerTID {
+                // The shutdown runs on one of its own threads: it cannot wait for itself.
+                outcome[id] = .stuck
+            } else if seenExited.contains(id) || !thread.isAlive {
+                reap(thread)
+            } else {
+                pending[id] = thread
+            }
+        }
+        while !pending.isEmpty {
+            let sequence = queue.sequence
+            for thread in queue.drain() {
+                let id = ObjectIdentifier(thread)
+                seenExited.insert(id)
+                if pending.removeValue(forKey: id) != nil { reap(thread) }
+            }
+            if pending.isEmpty || ContinuousClock.now >= stageDeadline { break }
+            queue.wait(after: sequence, until: stageDeadline)
+        }
+        for id in pending.keys { outcome[id] = .stuck }
+    }
+
+    /// Joins a thread whose body has ended (or is about to): the wait is for the kernel to finish
+    /// the exit, microseconds, bounded by the shutdown's deadline.
+    private mutating func reap(_ thread: ManagedThread) {
+        let joined = (try? thread.join(until: max(deadline, .now))) ?? false
+        outcome[ObjectIdentifier(thread)] = joined ? .joined : (thread.isAlive ? .stuck : .exitedUnreaped)
+    }
+
+    mutating func join(component owner: any ThreadOwner, path: String, until stageDeadline: ContinuousClock.Instant) {
+        componentNodes[ObjectIdentifier(owner)] = owner.join(until: stageDeadline, path: path)
+    }
+
+    /// ``ShutdownPolicy/fair``: the group's own threads, then each child, get an equal share of
+    /// what remains; a child splits its share the same way.
+    mutating func joinFair(_ plan: ShutdownPlan, until planDeadline: ContinuousClock.Instant) {
+        let items = plan.children.count + 1
+        for index in 0..<items {
+            let stageDeadline = Self.share(of: planDeadline, among: items - index)
+            if index == 0 {
+                join(plan.ownForegroundThreads, until: stageDeadline)
+                continue
+            }
+            switch plan.children[index - 1].child {
+            case .group(let child): joinFair(child, until: stageDeadline)
+            case .component(let owner, let path): join(component: owner, path: path, until: stageDeadline)
+            case .stopped: break
+            }
+        }
+    }
+
+    /// ``ShutdownPolicy/ordered``: stages signalled and joined one after another.
+    mutating func joinOrdered(_ plan: ShutdownPlan, until planDeadline: ContinuousClock.Instant) {
+        // Threads that ended before the shutdown are simply reaped first.
+        join(Self.allEnded(plan), until: planDeadline)
+        let stages = Self.stages(of: plan, reason: .shutdown)
+        for (index, stage) in stages.enumerated() {
+            let stageDeadline = Self.share(of: planDeadline, among: stages.count - index)
+            switch stage {
+            case .threads(let threads, let reason):
+                for thread in threads { thread.requestStop(reason: reason) }
+                join(threads.filter { !$0.isBackground }, until: stageDeadline)
+            case .component(let owner, let path):
+                owner.requestStop(reason: .parentStopped)
+                join(component: owner, path: path, until: stageDeadline)
+            }
+        }
+    }
+
+    enum Stage {
+        case threads([ManagedThread], StopReason)
+        case component(any ThreadOwner, String)
+    }
+
+    private static func allEnded(_ plan: ShutdownPlan) -> [ManagedThread] {
+        plan.ended + plan.childPlans.flatMap(allEnded)
+    }
+
+    /// Members by descending priority, ties in reverse start order; a group's own threads of one
+    /// priority form one stage; a child group contributes its own stages in place.
+    static func stages(of plan: ShutdownPlan, reason: StopReason) -> [Stage] {
+        enum Item {
+            case threads([ManagedThread])
+            case child(ShutdownPlan.Child)
+        }
+        var items: [(priority: Int, serial: UInt64, item: Item)] = []
+        let byPriority = Dictionary(grouping: plan.threads, by: \.priority)
+        for (priority, members) in byPriority {
+            items.append((priority, members.map(\.serial).max() ?? 0, .threads(members.map(\.value))))
+        }
+        for entry in plan.children {
+            items.append((entry.priority, entry.serial, .child(entry.child)))
+        }
+        items.sort { ($0.priority, $0.serial) > ($1.priority, $1.serial) }
+        return items.flatMap { entry -> [Stage] in
+            switch entry.item {
+            case .threads(let threads): return [.threads(threads, reason)]
+            case .child(.group(let child)): return stages(of: child, reason: .parentStopped)
+            case .child(.component(let owner, let path)): return [.component(owner, path)]
+            case .child(.stopped): return []
+            }
+        }
+    }
+
+    /// The deadline for one of `count` remaining members: an equal share of what is left.
+    static func share(of deadline: ContinuousClock.Instant, among count: Int) -> ContinuousClock.Instant {
+        let now = ContinuousClock.now
+        let remaining = now.duration(to: deadline)
+        guard remaining > .zero, count > 1 else { return deadline }
+        return now.advanced(by: remaining / count)
+    }
+
+    /// Final pass: threads that ended after their own share ran out are reaped now (they cost no
+    /// waiting); the rest are stuck, or orphaned if background.
+    mutating func sweep(_ threads: [ManagedThread]) {
+        let now = ContinuousClock.now
+        for thread in threads {
+            let id = ObjectIdentifier(thread)
+            if outcome[id] == .joined { continue }
+            if thread.isAlive {
+                outcome[id] = thread.isBackground ? .orphaned : .stuck
+            } else {
+                let joined = (try? thread.join(until: now)) ?? false
+                outcome[id] = joined ? .joined : .exitedUnreaped
+            }
+        }
+    }
+
+    /// The report node for `plan` (and, recursively, its children); also stored in each plan.
+    mutating func node(for plan: ShutdownPlan) -> ShutdownReport.Node {
+        let now = ContinuousClock.now
+        var joined = 0
+        var entries: [ShutdownReport.ThreadEntry] = []
+        for thread in plan.threads.map(\.value) + plan.ended {
+            let status = outcome[ObjectIdentifier(thread)] ?? (thread.isAlive ? .stuck : .exitedUnreaped)
+            if status == .joined && thread.error == nil {
+                joined += 1
+            } else {
+                entries.append(Self.entry(for: thread, status: status, path: plan.path, now: now))
+            }
+        }
+        var children: [ShutdownReport.Node] = []
+        for entry in plan.children {
+            switch entry.child {
+            case .group(let child): children.append(node(for: child))
+            case .component(let owner, _): componentNodes[ObjectIdentifier(owner)].map { children.append($0) }
+            case .stopped(let stoppedNode): children.append(stoppedNode)
+            }
+        }
+        let node = ShutdownReport.Node(name: plan.group.name, path: plan.path, joined: joined, entries: entries, children: children)
+        plan.node = node
+        return node
+    }
+
+    static func entry(for thread: ManagedThread, status: ShutdownReport.Status, path: String, now: ContinuousClock.Instant) -> ShutdownReport.ThreadEntry {
+        let alive = status == .stuck || status == .orphaned
+        return ShutdownReport.ThreadEntry(
+            name: thread.name, groupPath: path, purpose: thread.purpose, tid: thread.tid, status: status,
+            acknowledged: thread.acknowledgedStop,
+            sinceStopNanoseconds: thread.stopRequestedAt.map { $0.duration(to: now).nanosecondsClamped },
+            error: thread.error.map { String(describing: $0) },
+            kernel: alive ? thread.tid.flatMap { KernelThreadState.read(tid: $0) } : nil)
+    }
+}

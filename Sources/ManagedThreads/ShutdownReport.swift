@@ -1,0 +1,161 @@
+/// The outcome of stopping a ``ThreadGroup`` (or any ``ThreadOwner``): who exited, who is stuck,
+/// and for each stuck thread what the kernel says it is doing.
+///
+/// Print it (`description`) for people, encode it (`Codable`, durations in nanoseconds) for
+/// machines. Threads that were joined cleanly are counted, not listed; every thread that is stuck,
+/// orphaned, or whose body threw has an ``ThreadEntry``.
+public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// How one thread ended up.
+    public enum Status: String, Sendable, Hashable, Codable {
+        /// Exited and joined: its resources are gone.
+        case joined
+        /// Still running at the deadline.
+        case stuck
+        /// A background thread still running at the shutdown; not waited for, by design.
+        case orphaned
+        /// Its body ended, but the kernel thread had not finished exiting by the deadline; it is
+        /// reaped later.
+        case exitedUnreaped
+    }
+
+    /// One thread that did not end cleanly (or whose body threw).
+    public struct ThreadEntry: Sendable, Hashable, Codable, CustomStringConvertible {
+        /// Full name.
+        public var name: String
+        /// Path of the group it belongs to, `root/server/workers`.
+        public var groupPath: String
+        /// What it is for, as given at spawn.
+        public var purpose: String?
+        /// Kernel thread id, if it had started.
+        public var tid: Int32?
+        /// How it ended up.
+        public var status: Status
+        /// Whether the body looked at its token after the stop was requested. A stuck thread that
+        /// never did is ignoring its token; one that did is slow to finish.
+        public var acknowledged: Bool
+        /// Time from the stop request to the report, in nanoseconds.
+        public var sinceStopNanoseconds: Int64?
+        /// The error the body threw, described.
+        public var error: String?
+        /// The kernel's view, for threads still alive.
+        public var kernel: KernelThreadState?
+
+        /// Time from the stop request to the report.
+        public var sinceStop: Duration? { sinceStopNanoseconds.map { .nanoseconds($0) } }
+
+        public var description: String {
+            var text = "\(status) \(name.debugDescription)"
+            if let tid { text += " tid \(tid)" }
+            if let purpose { text += " (\(purpose))" }
+            if status == .stuck || status == .orphaned {
+                if let sinceStop { text += ": stop asked \(sinceStop.formattedMilliseconds) ago" }
+                text += acknowledged ? ", token acknowledged" : ", token never checked"
+                if let kernel { text += "; kernel: \(kernel)" }
+            }
+            if let error { text += "; threw \(error)" }
+            return text
+        }
+    }
+
+    /// One group (or adopted component) in the tree.
+    public struct Node: Sendable, Hashable, Codable {
+        /// The group's or component's name.
+        public var name: String
+        /// Its path from the root.
+        public var path: String
+        /// Threads of this node (not its children) joined cleanly.
+        public var joined: Int
+        /// Threads of this node that did not end cleanly, or threw.
+        public var entries: [ThreadEntry]
+        /// Child groups and components.
+        public var children: [Node]
+        /// For components: whether the component said it finished. Groups derive it from their
+        /// threads and children.
+        public var componentFinished: Bool?
+
+        /// A node for a component that owns no ``ManagedThread``s of its own (a custom
+        /// ``ThreadOwner``): `finished` says whether it stopped by the deadline.
+        public init(name: String, path: String, finished: Bool, entries: [ThreadEntry] = [], joined: Int = 0) {
+            self.init(name: name, path: path, joined: joined, entries: entries, children: [], componentFinished: finished)
+        }
+
+        init(name: String, path: String, joined: Int, entries: [ThreadEntry], children: [Node], componentFinished: Bool? = nil) {
+            self.name = name
+            self.path = path
+            self.joined = joined
+            self.entries = entries
+            self.children = children
+            self.componentFinished = componentFinished
+        }
+
+        /// Every entry in this subtree, depth first.
+        public var allEntries: [ThreadEntry] { entries + children.flatMap(\.allEntries) }
+
+        func count(_ status: Status) -> Int {
+            let own = entries.filter { $0.status == status }.count
+            // A component that did not finish and listed no thread counts as one stuck member.
+            let component = (componentFinished == false && entries.isEmpty && status == .stuck) ? 1 : 0
+            return own + component + children.reduce(0) { $0 + $1.count(status) }
+        }
+
+        var joinedTotal: Int {
+            joined + entries.filter { $0.status == .joined }.count + children.reduce(0) { $0 + $1.joinedTotal }
+        }
+    }
+
+    /// Path of the group that was shut down.
+    public var groupPath: String
+    /// The policy used.
+    public var policy: String
+    /// The time allowed, in nanoseconds.
+    public var timeoutNanoseconds: Int64
+    /// From the call to the report, in nanoseconds.
+    public var durationNanoseconds: Int64
+    /// How far past the deadline the call returned (0 if it did not), in nanoseconds.
+    public var overshootNanoseconds: Int64
+    /// The tree of groups and components.
+    public var root: Node
+
+    /// Time allowed.
+    public var timeout: Duration { .nanoseconds(timeoutNanoseconds) }
+    /// How long the shutdown took.
+    public var duration: Duration { .nanoseconds(durationNanoseconds) }
+    /// How far past the deadline it returned.
+    public var overshoot: Duration { .nanoseconds(overshootNanoseconds) }
+
+    /// Threads handled by the shutdown (joined, stuck, orphaned, or exited but not yet reaped).
+    public var total: Int { joined + stuck + orphaned + root.count(.exitedUnreaped) }
+    /// Threads that exited and were joined.
+    public var joined: Int { root.joinedTotal }
+    /// Threads (and components) still running at the deadline.
+    public var stuck: Int { root.count(.stuck) }
+    /// Background threads still running, not waited for.
+    public var orphaned: Int { root.count(.orphaned) }
+    /// Threads whose body threw.
+    public var failed: Int { root.allEntries.filter { $0.error != nil }.count }
+    /// Whether everything stopped: nothing stuck.
+    public var isClean: Bool { stuck == 0 }
+
+    /// The entries of every stuck thread, with their group paths.
+    public var stuckThreads: [ThreadEntry] { root.allEntries.filter { $0.status == .stuck } }
+    /// The entries of every orphaned background thread.
+    public var orphanedThreads: [ThreadEntry] { root.allEntries.filter { $0.status == .orphaned } }
+
+    public var description: String {
+        var lines = [
+            "shutdown of \(groupPath) (\(policy), timeout \(timeout.formattedMilliseconds)): "
+                + "\(total) threads, \(joined) joined, \(stuck) stuck, \(orphaned) orphaned, \(failed) failed; "
+                + "took \(duration.formattedMilliseconds)"
+                + (overshootNanoseconds > 0 ? " (\(overshoot.formattedMilliseconds) past the deadline)" : ""),
+        ]
+        func render(_ node: Node, _ indent: String) {
+            var header = "\(indent)\(node.name): \(node.joined) joined"
+            if let finished = node.componentFinished { header += finished ? ", finished" : ", NOT finished" }
+            lines.append(header)
+            for entry in node.entries { lines.append("\(indent)  - \(entry)") }
+            for child in node.children { render(child, indent + "  ") }
+        }
+        render(root, "")
+        return lines.joined(separator: "\n")
+    }
+}

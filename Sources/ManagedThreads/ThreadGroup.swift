@@ -1,0 +1,439 @@
+import Synchronization
+
+/// A node in a tree of threads that stops as a whole, under one deadline.
+///
+/// ```swift
+/// let server = try ThreadGroup.root.makeChild(name: "server")
+/// let workers = try server.makeChild(name: "workers")
+/// for i in 0..<4 {
+///     try workers.spawn(name: "worker-\(i)") { token in
+///         while !token.wait(timeout: .seconds(1)) { work() }
+///     }
+/// }
+/// let report = server.shutdown(timeout: .seconds(2))   // returns by the deadline, always
+/// if !report.isClean { print(report) }                  // who is stuck, and in which syscall
+/// ```
+///
+/// A group owns threads, child groups and adopted ``ThreadOwner`` components. Threads that end on
+/// their own leave the group. ``shutdown(until:policy:)`` signals everything below the group at
+/// once, joins under one absolute deadline split by a ``ShutdownPolicy``, and returns a
+/// ``ShutdownReport``. Shutdown is idempotent; spawning into a stopped group throws
+/// ``ThreadError/Code/groupStopped``.
+public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
+    /// The group's own name.
+    public let name: String
+    /// Names from the root down, joined with `/`.
+    public let path: String
+    weak let parent: ThreadGroup?
+
+    /// The process-wide root group, for whole-process shutdown.
+    public static let root = ThreadGroup(name: "root", parent: nil)
+
+    /// The group in effect for this task or thread: the innermost ``withThreadGroup(_:timeout:policy:_:)``
+    /// scope, the group of the managed thread running this code, or ``root``.
+    public static var current: ThreadGroup { scoped ?? root }
+
+    @TaskLocal static var scoped: ThreadGroup?
+
+    enum Phase: Int, Comparable {
+        case running, stopRequested, stopped
+        static func < (a: Phase, b: Phase) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    struct Member<Value> {
+        var value: Value
+        var serial: UInt64
+        var priority: Int
+    }
+
+    struct State {
+        var phase = Phase.running
+        var shutdownInProgress = false
+        var threads: [ObjectIdentifier: Member<ManagedThread>] = [:]
+        /// Threads that ended on their own, reaped by the next spawn.
+        var finished: [ManagedThread] = []
+        var children: [ObjectIdentifier: Member<any ThreadOwner>] = [:]
+        var exitQueue: ExitQueue?
+        var report: ShutdownReport?
+        var nextSerial: UInt64 = 0
+
+        mutating func serial() -> UInt64 {
+            nextSerial += 1
+            return nextSerial
+        }
+    }
+
+    let state = Mutex<State>(State())
+    /// Fires when a shutdown of this group completes (for concurrent shutdown callers).
+    private let completed = StopState()
+
+    /// Creates a group that is not part of any tree (``root`` and ``makeChild(name:stopPriority:)``
+    /// cover most uses). A parentless group can be attached later with ``adopt(_:stopPriority:)``.
+    public convenience init(name: String) {
+        self.init(name: name, parent: nil)
+    }
+
+    init(name: String, parent: ThreadGroup?) {
+        self.name = name
+        self.parent = parent
+        self.path = parent.map { "\($0.path)/\(name)" } ?? name
+    }
+
+    public var description: String {
+        "ThreadGroup(\(path.debugDescription), \(aliveThreads.count) alive)"
+    }
+
+    // MARK: Membership
+
+    /// Starts a thread owned by this group; see ``ManagedThread/spawn(name:purpose:options:_:)``.
+    /// Threads spawned from inside its body default to this group (``current``).
+    /// - Parameter stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
+    /// - Throws: ``ThreadError/Code/groupStopped`` once a stop was requested, or what
+    ///   `ManagedThread.spawn` throws.
+    @discardableResult
+    public func spawn(
+        name: String,
+        purpose: String? = nil,
+        options: ThreadOptions = ThreadOptions(),
+        stopPriority: Int = 0,
+        _ body: sending @escaping (StopToken) throws -> Void
+    ) throws(ThreadError) -> ManagedThread {
+        try ManagedThread.validate(name: name, options: options)
+        reapFinished()
+        let thread = ManagedThread(name: name, purpose: purpose, options: options, group: self, body: body)
+        try state.withLock { (state) throws(ThreadError) in
+            guard state.phase == .running else { throw stoppedError(action: "spawn \(name.debugDescription)") }
+            state.threads[ObjectIdentifier(thread)] = Member(value: thread, serial: state.serial(), priority: stopPriority)
+        }
+        try thread.start(stackSize: options.stackSize ?? 0)
+        return thread
+    }
+
+    /// Creates a child group.
+    /// - Parameter stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
+    /// - Throws: ``ThreadError/Code/invalidArgument`` for an empty name or one containing `/`;
+    ///   ``ThreadError/Code/groupStopped`` once a stop was requested.
+    public func makeChild(name: String, stopPriority: Int = 0) throws(ThreadError) -> ThreadGroup {
+        guard !name.isEmpty, !name.contains("/") else {
+            throw .invalidArgument("a group name must be non-empty and contain no '/': \(name.debugDescription)")
+        }
+        let child = ThreadGroup(name: name, parent: self)
+        try state.withLock { (state) throws(ThreadError) in
+            guard state.phase == .running else { throw stoppedError(action: "create child group \(name.debugDescription)") }
+            state.children[ObjectIdentifier(child)] = Member(value: child, serial: state.serial(), priority: stopPriority)
+        }
+        return child
+    }
+
+    /// Makes `owner` a member: it is stopped and joined with the group.
+    /// - Throws: ``ThreadError/Code/invalidArgument`` when `owner` is already a member, is this
+    ///   group or one of its ancestors (a cycle), or is a group that already has a parent;
+    ///   ``ThreadError/Code/groupStopped`` once a stop was requested.
+    public func adopt(_ owner: any ThreadOwner, stopPriority: Int = 0) throws(ThreadError) {
+        if let group = owner as? ThreadGroup {
+            var ancestor: ThreadGroup? = self
+            while let current = ancestor {
+                if current === group {
+                    throw .invalidArgument("adopting \(group.path.debugDescription) into \(path.debugDescription) would make a cycle")
+                }
+                ancestor = current.parent
+            }
+            if group.parent != nil {
+                throw .invalidArgument("group \(group.path.debugDescription) already has a parent")
+            }
+            if group.isAncestor(of: self) {
+                throw .invalidArgument("adopting \(group.path.debugDescription) into \(path.debugDescription) would make a cycle")
+            }
+        }
+        try state.withLock { (state) throws(ThreadError) in
+            guard state.phase == .running else { throw stoppedError(action: "adopt \(owner.name.debugDescription)") }
+            let key = ObjectIdentifier(owner)
+            guard state.children[key] == nil else {
+                throw .invalidArgument("\(owner.name.debugDescription) is already a member of \(path.debugDescription)")
+            }
+            state.children[key] = Member(value: owner, serial: state.serial(), priority: stopPriority)
+        }
+    }
+
+    /// Whether `other` is reachable below this group through adopted or created children.
+    private func isAncestor(of other: ThreadGroup) -> Bool {
+        let children = state.withLock { $0.children.values.map(\.value) }
+        for case let child as ThreadGroup in children {
+            if child === other || child.isAncestor(of: other) { return true }
+        }
+        return false
+    }
+
+    private func stoppedError(action: String) -> ThreadError {
+        ThreadError(code: .groupStopped, message: "cannot \(action): group \(path.debugDescription) is stopping or stopped")
+    }
+
+    /// Called on a member thread as it ends.
+    func threadEnded(_ thread: ManagedThread) {
+        state.withLock { state in
+            state.threads.removeValue(forKey: ObjectIdentifier(thread))
+            if let queue = state.exitQueue {
+                queue.push(thread)
+            } else if state.phase == .running {
+                state.finished.append(thread)
+            }
+            // Stopped: nobody will reap it here; releasing it lets ManagedThread's deinit detach it.
+        }
+    }
+
+    /// Joins threads that ended on their own, so they do not pile up (no unbounded growth).
+    private func reapFinished() {
+        let batch = state.withLock { state -> [ManagedThread] in
+            var taken: [ManagedThread] = []
+            swap(&taken, &state.finished)
+            return taken
+        }
+        guard !batch.isEmpty else { return }
+        let now = ContinuousClock.now
+        let notYet = batch.filter { (try? $0.join(until: now)) != true }
+        if !notYet.isEmpty {
+            state.withLock { state in
+                if let queue = state.exitQueue {
+                    notYet.forEach(queue.push)
+                } else if state.phase == .running {
+                    state.finished.append(contentsOf: notYet)
+                }
+            }
+        }
+    }
+
+    /// Removes a child that finished its own shutdown cleanly.
+    private func removeChild(_ child: ThreadGroup) {
+        _ = state.withLock { $0.children.removeValue(forKey: ObjectIdentifier(child)) }
+    }
+
+    // MARK: Inspection
+
+    /// Alive threads of this group and every group below it.
+    public var aliveThreads: [ManagedThread] {
+        let (own, children) = state.withLock { state in
+            (state.threads.values.map(\.value), state.children.values.map(\.value))
+        }
+        return own.filter(\.isAlive) + children.compactMap { $0 as? ThreadGroup }.flatMap(\.aliveThreads)
+    }
+
+    /// One line of ``status()``.
+    public struct ThreadStatus: Sendable, Hashable, CustomStringConvertible {
+        /// Full name.
+        public var name: String
+        /// Group path.
+        public var groupPath: String
+        /// `running`, `stopping` (stop requested, still running) or `exited`.
+        public var state: String
+        /// Time since spawn.
+        public var age: Duration
+        /// Purpose given at spawn.
+        public var purpose: String?
+        /// Kernel thread id.
+        public var tid: Int32?
+        /// Whether it is a background thread.
+        public var isBackground: Bool
+
+        public var description: String {
+            "\(groupPath)/\(name) [\(state)] tid \(tid.map(String.init) ?? "-") age \(age.formattedMilliseconds)"
+                + (isBackground ? " background" : "") + (purpose.map { " — \($0)" } ?? "")
+        }
+    }
+
+    /// A status dump of every thread in this group and below: name, group path, state, age,
+    /// purpose. `status().map(\.description).joined(separator: "\n")` prints it.
+    public func status() -> [ThreadStatus] {
+        let now = ContinuousClock.now
+        let (own, children) = state.withLock { state in
+            (state.threads.values.sorted { $0.serial < $1.serial }.map(\.value), state.children.values.sorted { $0.serial < $1.serial }.map(\.value))
+        }
+        let mine = own.map { thread in
+            ThreadStatus(
+                name: thread.name, groupPath: path,
+                state: !thread.isAlive ? "exited" : thread.isStopRequested ? "stopping" : "running",
+                age: thread.spawnTime.duration(to: now), purpose: thread.purpose, tid: thread.tid,
+                isBackground: thread.isBackground)
+        }
+        return mine + children.compactMap { $0 as? ThreadGroup }.flatMap { $0.status() }
+    }
+
+    // MARK: Stopping
+
+    /// Signals every thread and member below this group to stop, without waiting, and refuses
+    /// new spawns. ``shutdown(until:policy:)`` does this and then joins.
+    public func requestStop(reason: StopReason) {
+        let (threads, children) = state.withLock { state in
+            state.phase = max(state.phase, .stopRequested)
+            return (state.threads.values.map(\.value), state.children.values.map(\.value))
+        }
+        for thread in threads { thread.requestStop(reason: reason) }
+        for child in children { child.requestStop(reason: .parentStopped) }
+    }
+
+    /// ``ThreadOwner`` conformance: a shutdown with the ``ShutdownPolicy/shared`` policy.
+    public func join(until deadline: ContinuousClock.Instant, path: String) -> ShutdownReport.Node {
+        shutdown(until: deadline, policy: .shared).root
+    }
+
+    /// Stops everything below this group and joins it within `timeout`; see ``shutdown(until:policy:)``.
+    @available(*, noasync, message: "blocks the calling thread; use the async shutdown")
+    @discardableResult
+    public func shutdown(timeout: Duration, policy: ShutdownPolicy = .shared) -> ShutdownReport {
+        shutdown(until: .now.advanced(by: timeout), policy: policy)
+    }
+
+    /// Stops everything below this group and joins it under one absolute deadline.
+    ///
+    /// 1. Signals every thread, child group and component below (except under
+    ///    ``ShutdownPolicy/ordered``, which signals stage by stage).
+    /// 2. Joins them, sharing the deadline as `policy` says; threads are reaped in the order they
+    ///    exit. Background threads are signalled but not waited for.
+    /// 3. Returns the report, with the kernel's view of every thread still running.
+    ///
+    /// Returns by the deadline however many threads are stuck, plus a small margin for the report.
+    /// Idempotent: later calls return the first outcome at once; a call made while another is in
+    /// progress waits for it (until its own deadline). A clean child group leaves its parent.
+    @available(*, noasync, message: "blocks the calling thread; use the async shutdown")
+    @discardableResult
+    public func shutdown(until deadline: ContinuousClock.Instant, policy: ShutdownPolicy = .shared) -> ShutdownReport {
+        let start = ContinuousClock.now
+        enum Entry { case run, wait, done(ShutdownReport) }
+        let entry = state.withLock { state -> Entry in
+            if let report = state.report { return .done(report) }
+            if state.shutdownInProgress { return .wait }
+            state.shutdownInProgress = true
+            state.phase = max(state.phase, .stopRequested)
+            return .run
+        }
+        switch entry {
+        case .done(let report):
+            return report
+        case .wait:
+            _ = completed.wait(until: deadline)
+            return state.withLock { $0.report } ?? provisionalReport(start: start, deadline: deadline, policy: policy)
+        case .run:
+            break
+        }
+
+        let queue = ExitQueue()
+        let plan = ShutdownPlan.prepareRoot(self, queue: queue)
+        var run = ShutdownRun(queue: queue, deadline: deadline)
+        switch policy.kind {
+        case .shared:
+            plan.signalAll(ownReason: .shutdown)
+            run.join(plan.allForegroundThreads, until: deadline)
+            for (owner, ownerPath) in plan.allComponents { run.join(component: owner, path: ownerPath, until: deadline) }
+        case .fair:
+            plan.signalAll(ownReason: .shutdown)
+            run.joinFair(plan, until: deadline)
+        case .ordered:
+            run.joinOrdered(plan, until: deadline)
+        }
+        run.sweep(plan.allThreads)
+        let root = run.node(for: plan)
+        let end = ContinuousClock.now
+        let report = ShutdownReport(
+            groupPath: path, policy: policy.description,
+            timeoutNanoseconds: start.duration(to: deadline).nanosecondsClamped,
+            durationNanoseconds: start.duration(to: end).nanosecondsClamped,
+            overshootNanoseconds: max(0, deadline.duration(to: end).nanosecondsClamped),
+            root: root)
+        plan.finish(report: report)
+        if report.isClean && report.orphaned == 0, let parent, !plan.parentIsStopping {
+            parent.removeChild(self)
+        }
+        return report
+    }
+
+    /// Marks the group stopped with its report (called for every group of a finished plan).
+    func finishShutdown(report: ShutdownReport) {
+        state.withLock { state in
+            state.phase = .stopped
+            state.shutdownInProgress = false
+            state.exitQueue = nil
+            state.report = report
+            // Threads still listed are stuck; keep no references, so when they end their handles
+            // can go and ManagedThread's deinit detaches them.
+            state.threads.removeAll()
+            state.finished.removeAll()
+        }
+        completed.requestStop(reason: .shutdown)
+    }
+
+    /// For a caller that waited on another caller's shutdown and ran out of time: what is alive now.
+    private func provisionalReport(start: ContinuousClock.Instant, deadline: ContinuousClock.Instant, policy: ShutdownPolicy) -> ShutdownReport {
+        let end = ContinuousClock.now
+        let entries = aliveThreads.map { ShutdownRun.entry(for: $0, status: .stuck, path: path, now: end) }
+        return ShutdownReport(
+            groupPath: path, policy: policy.description,
+            timeoutNanoseconds: start.duration(to: deadline).nanosecondsClamped,
+            durationNanoseconds: start.duration(to: end).nanosecondsClamped,
+            overshootNanoseconds: max(0, deadline.duration(to: end).nanosecondsClamped),
+            root: .init(name: name, path: path, joined: 0, entries: entries, children: []))
+    }
+}
+
+extension ThreadGroup {
+    /// Shuts down without blocking a Swift concurrency thread: the joins run on a dedicated
+    /// thread. Same semantics as ``shutdown(until:policy:)``.
+    public func shutdown(until deadline: ContinuousClock.Instant, policy: ShutdownPolicy = .shared) async -> ShutdownReport {
+        await withCheckedContinuation { (continuation: CheckedContinuation<ShutdownReport, Never>) in
+            do {
+                _ = try ManagedThread.spawn(name: "shutdown", purpose: "async shutdown of \(path)") { _ in
+                    continuation.resume(returning: self.shutdown(until: deadline, policy: policy))
+                }
+            } catch {
+                // No thread to be had: do it here rather than fail a shutdown.
+                continuation.resume(returning: self.blockingShutdown(until: deadline, policy: policy))
+            }
+        }
+    }
+
+    /// Async form of ``shutdown(timeout:policy:)``.
+    public func shutdown(timeout: Duration, policy: ShutdownPolicy = .shared) async -> ShutdownReport {
+        await shutdown(until: .now.advanced(by: timeout), policy: policy)
+    }
+
+    private func blockingShutdown(until deadline: ContinuousClock.Instant, policy: ShutdownPolicy) -> ShutdownReport {
+        shutdown(until: deadline, policy: policy)
+    }
+}
+
+/// Runs `body` with a new child group of ``ThreadGroup/current`` as the current group, then shuts
+/// that group down: everything spawned inside (without naming another group) is stopped and joined.
+///
+/// Scopes nest and restore the outer group. Returns the body's value and the shutdown report.
+@available(*, noasync, message: "blocks the calling thread; use the async withThreadGroup")
+@_disfavoredOverload
+@discardableResult
+public func withThreadGroup<R>(
+    _ name: String, timeout: Duration = .seconds(10), policy: ShutdownPolicy = .shared,
+    _ body: (ThreadGroup) throws -> R
+) throws -> (value: R, report: ShutdownReport) {
+    let group = try ThreadGroup.current.makeChild(name: name)
+    let value: R
+    do {
+        value = try ThreadGroup.$scoped.withValue(group) { try body(group) }
+    } catch {
+        _ = group.shutdown(timeout: timeout, policy: policy)
+        throw error
+    }
+    return (value, group.shutdown(timeout: timeout, policy: policy))
+}
+
+/// Async form of ``withThreadGroup(_:timeout:policy:_:)``.
+@discardableResult
+public func withThreadGroup<R>(
+    _ name: String, timeout: Duration = .seconds(10), policy: ShutdownPolicy = .shared,
+    _ body: (ThreadGroup) async throws -> R
+) async throws -> (value: R, report: ShutdownReport) {
+    let group = try ThreadGroup.current.makeChild(name: name)
+    let value: R
+    do {
+        value = try await ThreadGroup.$scoped.withValue(group) { try await body(group) }
+    } catch {
+        _ = await group.shutdown(timeout: timeout, policy: policy)
+        throw error
+    }
+    return (value, await group.shutdown(timeout: timeout, policy: policy))
+}
