@@ -5,18 +5,36 @@ import Glibc
 
 /// Options for a new ``ManagedThread``.
 public struct ThreadOptions: Sendable, Hashable {
-    /// Stack size in bytes; nil uses glibc's default (RLIMIT_STACK, usually 8 MiB).
-    /// Must be at least 16 KiB.
+    /// Where a thread's stack comes from.
+    public struct StackAllocation: Sendable, Hashable, CustomStringConvertible {
+        let pooled: Bool
+        /// The library maps the stack and reuses it for later threads after a join (the default).
+        /// A shutdown then does no memory-management system calls; see ``ManagedThread/trimStackPool()``.
+        public static let pooled = StackAllocation(pooled: true)
+        /// glibc allocates the stack (and caches or unmaps it at join), as for a raw pthread.
+        public static let system = StackAllocation(pooled: false)
+        public var description: String { pooled ? "pooled" : "system" }
+    }
+
+    /// Stack size in bytes; nil uses glibc's default size (the soft RLIMIT_STACK, usually 8 MiB).
+    /// Must be at least 16 KiB. Pooled stacks are mapped `MAP_NORESERVE`: a large size costs address
+    /// space, not memory.
     public var stackSize: Int?
+    /// Where the stack comes from; ``StackAllocation/pooled`` by default.
+    public var stackAllocation: StackAllocation
     /// A background thread is not waited for by group shutdowns; if still alive then, it is
     /// reported as orphaned. Joins on the thread itself still work as usual.
     public var isBackground: Bool
 
-    /// Creates options; the defaults are a foreground thread on glibc's default stack.
-    public init(stackSize: Int? = nil, isBackground: Bool = false) {
+    /// Creates options; the defaults are a foreground thread on a pooled stack of glibc's default size.
+    public init(stackSize: Int? = nil, isBackground: Bool = false, stackAllocation: StackAllocation = .pooled) {
         self.stackSize = stackSize
         self.isBackground = isBackground
+        self.stackAllocation = stackAllocation
     }
+
+    /// glibc's default thread stack size here: the soft RLIMIT_STACK, or 8 MiB.
+    public static let defaultStackSize = Memory.defaultThreadStackSize
 
     /// The smallest accepted stack (glibc's PTHREAD_STACK_MIN on x86_64 and aarch64).
     public static let minimumStackSize = 16 * 1024
@@ -73,6 +91,9 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     // Written once by `spawn` before anyone else can see the object; read by joiners and deinit,
     // which reach the object only after `spawn` returned it.
     private nonisolated(unsafe) var handle = pthread_t()
+    // The library-owned stack, if pooled: set by `start` before the thread exists, handed back to
+    // the pool by whoever joins it (or to the orphan list by deinit).
+    private nonisolated(unsafe) var stack: ThreadStack?
     // Set by `spawn`, taken (and cleared) once by the new thread: pthread_create orders the write
     // before the thread's read, and nothing else touches it.
     private nonisolated(unsafe) var body: ((StopToken) throws -> Void)?
@@ -97,7 +118,12 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         // Unjoined: detach so glibc frees its stack as soon as it is gone.
         let state = life.load()
         if state == Self.exited {
-            PThread.detach(handle)
+            if let stack {
+                // Its stack must not be reused before the kernel is done with it: join it later.
+                StackPool.shared.adoptOrphan(handle, stack: stack)
+            } else {
+                PThread.detach(handle)
+            }
         }
         life.deallocate()
     }
@@ -123,7 +149,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     ) throws(ThreadError) -> ManagedThread {
         try validate(name: name, options: options)
         let thread = ManagedThread(name: name, purpose: purpose, options: options, body: body)
-        try thread.start(stackSize: options.stackSize ?? 0)
+        try thread.start(options: options)
         return thread
     }
 
@@ -141,11 +167,24 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
 
     /// Starts the pthread. On failure the thread counts as ended (its exit hook runs, so a group
     /// waiting for it is not left waiting) and nothing is leaked.
-    func start(stackSize: Int) throws(ThreadError) {
+    func start(options: ThreadOptions) throws(ThreadError) {
         let context = Unmanaged.passRetained(self)
-        do {
-            handle = try PThread.create(
-                stack: nil, stackSize: stackSize, start: managedThreadEntry, arg: context.toOpaque())
+        do throws(ThreadError) {
+            if options.stackAllocation.pooled {
+                let stack = try StackPool.shared.acquire(stackSize: options.stackSize ?? ThreadOptions.defaultStackSize)
+                self.stack = stack
+                do throws(ThreadError) {
+                    handle = try PThread.create(
+                        stack: stack.stackAddress, stackSize: stack.stackSize, start: managedThreadEntry, arg: context.toOpaque())
+                } catch {
+                    StackPool.shared.release(stack)
+                    self.stack = nil
+                    throw error
+                }
+            } else {
+                handle = try PThread.create(
+                    stack: nil, stackSize: options.stackSize ?? 0, start: managedThreadEntry, arg: context.toOpaque())
+            }
         } catch {
             context.release()
             body = nil
@@ -281,6 +320,13 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Unmaps pooled stacks beyond the pool's budget (256 MiB of address space) and reaps dropped,
+    /// unjoined threads that have exited. Spawns trim a few stacks at a time on their own; call
+    /// this after a large shutdown to give the memory back at once.
+    public static func trimStackPool() {
+        StackPool.shared.trim()
+    }
+
     /// Waits for the thread to exit for at most `timeout`; see ``join(until:)``.
     @available(*, noasync, message: "blocks the calling thread")
     public func join(timeout: Duration) throws(ThreadError) -> Bool {
@@ -305,6 +351,10 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         } catch {
             if life.exchange(Self.exited) == Self.reapingWithSleepers { life.wakeAll() }
             throw error
+        }
+        if done, let stack {
+            // Joined: the kernel and glibc are done with the stack.
+            StackPool.shared.release(stack)
         }
         if life.exchange(done ? Self.joined : Self.exited) == Self.reapingWithSleepers {
             life.wakeAll()

@@ -105,7 +105,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             guard state.phase == .running else { throw stoppedError(action: "spawn \(name.debugDescription)") }
             state.threads[ObjectIdentifier(thread)] = Member(value: thread, serial: state.serial(), priority: stopPriority)
         }
-        try thread.start(stackSize: options.stackSize ?? 0)
+        try thread.start(options: options)
         return thread
     }
 
