@@ -24,12 +24,6 @@ enum EventFD {
 
     /// Reads and resets the counter; 0 when it was already zero.
     static func drain(_ fd: Int32) throws(ThreadError) -> UInt64 {
-        var value: UInt64 = 0
-        do {
-            _ = try syscall(.eventfdRead) { read(fd, &value, 8) }
-        } catch where error.errno == EAGAIN {
-            return 0
-        }
-        return value
+        try readCounter(fd, .eventfdRead)
     }
 }

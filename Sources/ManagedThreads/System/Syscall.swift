@@ -46,3 +46,15 @@ func closeDescriptor(_ fd: Int32) {
         precondition(err != EBADF, "close(\(fd)) failed with EBADF: ManagedThreads closed a descriptor it did not own")
     }
 }
+
+/// Reads the 8-byte counter of a non-blocking eventfd or timerfd; 0 when there is nothing to read
+/// (EAGAIN).
+func readCounter(_ fd: Int32, _ call: SystemCall) throws(ThreadError) -> UInt64 {
+    var value: UInt64 = 0
+    do {
+        _ = try syscall(call) { read(fd, &value, 8) }
+    } catch where error.errno == EAGAIN {
+        return 0
+    }
+    return value
+}

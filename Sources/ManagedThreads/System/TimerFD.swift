@@ -33,12 +33,6 @@ enum TimerFD {
 
     /// The number of expirations since the last read; 0 when none (the descriptor is non-blocking).
     static func expirations(_ fd: Int32) throws(ThreadError) -> UInt64 {
-        var value: UInt64 = 0
-        do {
-            _ = try syscall(.timerfdRead) { read(fd, &value, 8) }
-        } catch where error.errno == EAGAIN {
-            return 0
-        }
-        return value
+        try readCounter(fd, .timerfdRead)
     }
 }
