@@ -49,8 +49,8 @@ int cshims_thread_stacksize(pthread_t thread, size_t *size) {
     return rc;
 }
 
-int cshims_thread_timedjoin(pthread_t thread, const struct timespec *abstime) {
-    return pthread_timedjoin_np(thread, NULL, abstime);
+int cshims_thread_clockjoin(pthread_t thread, const struct timespec *abstime) {
+    return pthread_clockjoin_np(thread, NULL, CLOCK_MONOTONIC, abstime);
 }
 
 pid_t cshims_gettid(void) {

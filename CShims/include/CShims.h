@@ -48,9 +48,10 @@ int cshims_thread_getname(pthread_t thread, char *_Nonnull buf, size_t len);
 /// Returns 0 or the error code.
 int cshims_thread_stacksize(pthread_t thread, size_t *_Nonnull size);
 
-/// `pthread_timedjoin_np`, GNU-only. `abstime` is an absolute CLOCK_REALTIME deadline.
-/// Returns 0, ETIMEDOUT, or another pthread error code.
-int cshims_thread_timedjoin(pthread_t thread, const struct timespec *_Nonnull abstime);
+/// `pthread_clockjoin_np` (glibc >= 2.31), GNU-only, on CLOCK_MONOTONIC: unlike
+/// `pthread_timedjoin_np` (CLOCK_REALTIME), a wall-clock step cannot stretch the wait.
+/// `abstime` is an absolute CLOCK_MONOTONIC deadline. Returns 0, ETIMEDOUT, or another error code.
+int cshims_thread_clockjoin(pthread_t thread, const struct timespec *_Nonnull abstime);
 
 /// `gettid`, GNU-only (glibc >= 2.30). The kernel id of the calling thread, as in /proc/self/task.
 pid_t cshims_gettid(void);

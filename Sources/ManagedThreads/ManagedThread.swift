@@ -36,8 +36,14 @@ public struct ThreadOptions: Sendable, Hashable {
     /// glibc's default thread stack size here: the soft RLIMIT_STACK, or 8 MiB.
     public static let defaultStackSize = Memory.defaultThreadStackSize
 
-    /// The smallest accepted stack (glibc's PTHREAD_STACK_MIN on x86_64 and aarch64).
+    /// The smallest accepted stack: glibc's PTHREAD_STACK_MIN (16 KiB on x86_64, 128 KiB on aarch64).
+    #if arch(arm64)
+    public static let minimumStackSize = 128 * 1024
+    #else
     public static let minimumStackSize = 16 * 1024
+    #endif
+    /// The largest accepted stack (1 GiB).
+    public static let maximumStackSize = 1 << 30
 }
 
 /// A joinable pthread whose body receives a ``StopToken``, with bounded joins.
@@ -88,9 +94,11 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         var endedAt: ContinuousClock.Instant?
     }
 
-    // Written once by `spawn` before anyone else can see the object; read by joiners and deinit,
-    // which reach the object only after `spawn` returned it.
-    private nonisolated(unsafe) var handle = pthread_t()
+    // The pthread handle, published by the thread itself as it starts (a group makes the thread
+    // visible before pthread_create returns, so the spawner's copy may not be stored yet when a
+    // reaper gets to it). Read only after the life word reached `exited`, which orders the store.
+    private let handleValue = Atomic<UInt>(0)
+    private var handle: pthread_t { pthread_t(handleValue.load(ordering: .acquiring)) }
     // The library-owned stack, if pooled: set by `start` before the thread exists, handed back to
     // the pool by whoever joins it (or to the orphan list by deinit).
     private nonisolated(unsafe) var stack: ThreadStack?
@@ -160,8 +168,9 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         if name.utf8.contains(0) {
             throw .invalidArgument("a thread name must not contain NUL bytes: \(name.debugDescription)")
         }
-        if let size = options.stackSize, size < ThreadOptions.minimumStackSize {
-            throw .invalidArgument("stack size \(size) is below the minimum of \(ThreadOptions.minimumStackSize) bytes")
+        if let size = options.stackSize, size < ThreadOptions.minimumStackSize || size > ThreadOptions.maximumStackSize {
+            throw .invalidArgument(
+                "stack size \(size) is outside \(ThreadOptions.minimumStackSize)...\(ThreadOptions.maximumStackSize) bytes")
         }
     }
 
@@ -174,7 +183,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
                 let stack = try StackPool.shared.acquire(stackSize: options.stackSize ?? ThreadOptions.defaultStackSize)
                 self.stack = stack
                 do throws(ThreadError) {
-                    handle = try PThread.create(
+                    _ = try PThread.create(
                         stack: stack.stackAddress, stackSize: stack.stackSize, start: managedThreadEntry, arg: context.toOpaque())
                 } catch {
                     StackPool.shared.release(stack)
@@ -182,21 +191,24 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
                     throw error
                 }
             } else {
-                handle = try PThread.create(
+                _ = try PThread.create(
                     stack: nil, stackSize: options.stackSize ?? 0, start: managedThreadEntry, arg: context.toOpaque())
             }
         } catch {
             context.release()
             body = nil
             ending.withLock { $0.endedAt = .now }
+            // Never ran: nothing to join or detach. Wake anyone already waiting for it, then tell
+            // the group (whose shutdown may be waiting for it too).
+            if life.exchange(Self.joined) == Self.runningWithSleepers { life.wakeAll() }
             group?.threadEnded(self)
-            life.store(Self.joined)  // nothing to detach in deinit
             throw error
         }
     }
 
     /// Runs on the new thread.
     fileprivate func run() {
+        handleValue.store(UInt(pthread_self()), ordering: .releasing)
         let tid = PThread.currentTID
         tidValue.store(tid, ordering: .releasing)
         ManagedThreadRegistry.insert(tid)
@@ -288,7 +300,8 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     ///   its own `onStop` callbacks as it ends).
     @available(*, noasync, message: "blocks the calling thread")
     public func join(until deadline: ContinuousClock.Instant) throws(ThreadError) -> Bool {
-        if tidValue.load(ordering: .relaxed) == PThread.currentTID {
+        // Compare tids only while the thread lives: the kernel reuses a dead thread's tid.
+        if life.load() < Self.exited && tidValue.load(ordering: .relaxed) == PThread.currentTID {
             throw ThreadError(code: .selfJoin, message: "thread \(name.debugDescription) tried to join itself")
         }
         while true {
@@ -330,7 +343,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     /// Waits for the thread to exit for at most `timeout`; see ``join(until:)``.
     @available(*, noasync, message: "blocks the calling thread")
     public func join(timeout: Duration) throws(ThreadError) -> Bool {
-        try join(until: .now.advanced(by: timeout))
+        try join(until: .after(timeout))
     }
 
     /// Requests a stop and joins for at most `timeout`.
@@ -338,7 +351,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     /// - Throws: ``ThreadError/Code/selfJoin`` from the thread itself (the stop is still requested).
     @available(*, noasync, message: "blocks the calling thread")
     public func stop(timeout: Duration, reason: StopReason = .requested) throws(ThreadError) -> Bool {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
+        let deadline = ContinuousClock.Instant.after(timeout)
         requestStop(reason: reason)
         return try join(until: deadline)
     }

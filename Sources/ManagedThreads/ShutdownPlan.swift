@@ -118,12 +118,19 @@ final class ShutdownPlan {
         }
     }
 
-    /// Requests a stop of everything in the subtree.
+    /// Requests a stop of everything in the subtree; `onStop` callbacks run only after every
+    /// thread has been signalled, so user code cannot delay the signal reaching the rest.
     func signalAll(ownReason: StopReason) {
-        for member in threads { member.value.requestStop(reason: ownReason) }
+        var callbacks: [StopState.Callback] = []
+        collectSignals(ownReason: ownReason, into: &callbacks)
+        for callback in callbacks { callback.action() }
+    }
+
+    private func collectSignals(ownReason: StopReason, into callbacks: inout [StopState.Callback]) {
+        for member in threads { callbacks += member.value.stop.signal(reason: ownReason) }
         for entry in children {
             switch entry.child {
-            case .group(let plan): plan.signalAll(ownReason: .parentStopped)
+            case .group(let plan): plan.collectSignals(ownReason: .parentStopped, into: &callbacks)
             case .component(let owner, _): owner.requestStop(reason: .parentStopped)
             case .stopped: break
             }
@@ -176,7 +183,7 @@ struct ShutdownRun {
         for thread in threads {
             let id = ObjectIdentifier(thread)
             if outcome[id] == .joined { continue }
-            if thread.tid == callerTID {
+            if thread.isAlive && thread.tid == callerTID {
                 // The shutdown runs on one of its own threads: it cannot wait for itself.
                 outcome[id] = .stuck
             } else if seenExited.contains(id) || !thread.isAlive {
@@ -202,7 +209,11 @@ struct ShutdownRun {
     /// Joins a thread whose body has ended (or is about to): the wait is for the kernel to finish
     /// the exit, microseconds, bounded by the shutdown's deadline.
     private mutating func reap(_ thread: ManagedThread) {
-        let joined = (try? thread.join(until: max(deadline, .now))) ?? false
+        // Its body has ended; the wait is for the kernel to finish the exit. Bounded by the
+        // report reserve, with a small grace so a thread caught mid-exit is not misreported; one
+        // stuck in a TLS destructor is left as `exitedUnreaped` and re-checked at report time.
+        let bound = max(deadline.advanced(by: .zero - reportReserve(pending: 1)), .now.advanced(by: .microseconds(200)))
+        let joined = (try? thread.join(until: min(bound, deadline))) ?? false
         outcome[ObjectIdentifier(thread)] = joined ? .joined : (thread.isAlive ? .stuck : .exitedUnreaped)
     }
 

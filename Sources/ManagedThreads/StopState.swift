@@ -52,6 +52,19 @@ final class StopState: Sendable {
     /// callbacks on the calling thread. Returns false if a stop had already been requested.
     @discardableResult
     func requestStop(reason: StopReason) -> Bool {
+        guard let callbacks = signalReturningCallbacks(reason: reason) else { return false }
+        for callback in callbacks { callback.action() }
+        return true
+    }
+
+    /// Like ``requestStop(reason:)`` but hands the `onStop` callbacks back instead of running them,
+    /// so a group can signal all its threads first and run user code after. Empty when a stop had
+    /// already been requested.
+    func signal(reason: StopReason) -> [Callback] {
+        signalReturningCallbacks(reason: reason) ?? []
+    }
+
+    private func signalReturningCallbacks(reason: StopReason) -> [Callback]? {
         let taken = rare.withLock { rare -> (wake: Bool, callbacks: [Callback])? in
             guard rare.reason == nil else { return nil }
             // The reason is recorded before the word flips, so a reader that sees the stop sees why.
@@ -72,10 +85,9 @@ final class StopState: Sendable {
             }
             return (hadSleepers, callbacks)
         }
-        guard let taken else { return false }
+        guard let taken else { return nil }
         if taken.wake { word.wakeAll() }
-        for callback in taken.callbacks { callback.action() }
-        return true
+        return taken.callbacks
     }
 
     var reason: StopReason? { rare.withLock { $0.reason } }
@@ -124,9 +136,12 @@ final class StopState: Sendable {
     }
 
     /// Closes the descriptor (if any) for good. Called when the owning thread's body has ended.
+    /// It is made readable first, so anything still polling it (a token that escaped the body,
+    /// against the documentation) wakes instead of sleeping on a closed descriptor.
     func retireDescriptor() {
         let fd = rare.withLock { rare -> Int32 in
             let fd = rare.descriptor
+            if fd >= 0 { try? EventFD.signal(fd) }
             rare.descriptor = -1
             rare.descriptorRetired = true
             return fd

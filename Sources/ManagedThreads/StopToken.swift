@@ -36,7 +36,7 @@ public struct StopToken: Sendable {
     /// - Returns: true if stop was requested, false if the time ran out first.
     @available(*, noasync, message: "blocks the calling thread; check isStopRequested in async code")
     public func wait(timeout: Duration) -> Bool {
-        wait(until: .now.advanced(by: timeout))
+        wait(until: .after(timeout))
     }
 
     /// Blocks the calling thread until stop is requested or `deadline` passes.
@@ -94,7 +94,7 @@ public struct StopToken: Sendable {
     @available(*, noasync, message: "blocks the calling thread")
     public func wait(forReadable fd: Int32, timeout: Duration? = nil) throws(ThreadError) -> Readiness {
         if isStopRequested { return .stopRequested }
-        let deadline = timeout.map { ContinuousClock.now.advanced(by: $0) }
+        let deadline = timeout.map { ContinuousClock.Instant.after($0) }
         var fds = [
             pollfd(fd: try fileDescriptor, events: Int16(POLLIN), revents: 0),
             pollfd(fd: fd, events: Int16(POLLIN), revents: 0),

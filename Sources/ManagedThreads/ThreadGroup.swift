@@ -54,6 +54,8 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         var finished: [ManagedThread] = []
         var children: [ObjectIdentifier: Member<any ThreadOwner>] = [:]
         var exitQueue: ExitQueue?
+        /// The group that adopted this one, if it was created parentless.
+        weak var adoptedBy: ThreadGroup?
         var report: ShutdownReport?
         var nextSerial: UInt64 = 0
 
@@ -130,30 +132,39 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     ///   group or one of its ancestors (a cycle), or is a group that already has a parent;
     ///   ``ThreadError/Code/groupStopped`` once a stop was requested.
     public func adopt(_ owner: any ThreadOwner, stopPriority: Int = 0) throws(ThreadError) {
-        if let group = owner as? ThreadGroup {
-            var ancestor: ThreadGroup? = self
-            while let current = ancestor {
-                if current === group {
+        // One adoption at a time in the process: the cycle check and the insertion span several
+        // groups' locks, and two crossed adoptions (A into B, B into A) must not both pass.
+        try Self.adoptionLock.withLock { (_: inout Void) throws(ThreadError) in
+            if let group = owner as? ThreadGroup {
+                var ancestor: ThreadGroup? = self
+                while let current = ancestor {
+                    if current === group {
+                        throw .invalidArgument("adopting \(group.path.debugDescription) into \(path.debugDescription) would make a cycle")
+                    }
+                    ancestor = current.parent ?? current.state.withLock { $0.adoptedBy }
+                }
+                if group.parent != nil || group.state.withLock({ $0.adoptedBy }) != nil {
+                    throw .invalidArgument("group \(group.path.debugDescription) already has a parent")
+                }
+                if group.isAncestor(of: self) {
                     throw .invalidArgument("adopting \(group.path.debugDescription) into \(path.debugDescription) would make a cycle")
                 }
-                ancestor = current.parent
             }
-            if group.parent != nil {
-                throw .invalidArgument("group \(group.path.debugDescription) already has a parent")
+            try state.withLock { (state) throws(ThreadError) in
+                guard state.phase == .running else { throw stoppedError(action: "adopt \(owner.name.debugDescription)") }
+                let key = ObjectIdentifier(owner)
+                guard state.children[key] == nil else {
+                    throw .invalidArgument("\(owner.name.debugDescription) is already a member of \(path.debugDescription)")
+                }
+                state.children[key] = Member(value: owner, serial: state.serial(), priority: stopPriority)
             }
-            if group.isAncestor(of: self) {
-                throw .invalidArgument("adopting \(group.path.debugDescription) into \(path.debugDescription) would make a cycle")
+            if let group = owner as? ThreadGroup {
+                group.state.withLock { $0.adoptedBy = self }
             }
-        }
-        try state.withLock { (state) throws(ThreadError) in
-            guard state.phase == .running else { throw stoppedError(action: "adopt \(owner.name.debugDescription)") }
-            let key = ObjectIdentifier(owner)
-            guard state.children[key] == nil else {
-                throw .invalidArgument("\(owner.name.debugDescription) is already a member of \(path.debugDescription)")
-            }
-            state.children[key] = Member(value: owner, serial: state.serial(), priority: stopPriority)
         }
     }
+
+    private static let adoptionLock = Mutex<Void>(())
 
     /// Whether `other` is reachable below this group through adopted or created children.
     private func isAncestor(of other: ThreadGroup) -> Bool {
@@ -174,31 +185,28 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             state.threads.removeValue(forKey: ObjectIdentifier(thread))
             if let queue = state.exitQueue {
                 queue.push(thread)
-            } else if state.phase == .running {
+            } else if state.phase != .stopped {
+                // Kept for the next spawn's reaping, or for the shutdown that follows a requestStop.
                 state.finished.append(thread)
             }
-            // Stopped: nobody will reap it here; releasing it lets ManagedThread's deinit detach it.
+            // Stopped: nobody will reap it here; once its handle is released, ManagedThread's
+            // deinit hands it to the stack pool's orphan list, which joins it.
         }
     }
 
     /// Joins threads that ended on their own, so they do not pile up (no unbounded growth).
+    ///
+    /// The threads stay listed in `finished` while they are joined and only the joined ones are
+    /// removed afterwards, so a shutdown preparing meanwhile still sees (and joins) every one of
+    /// them; joining a thread twice is harmless.
     private func reapFinished() {
-        let batch = state.withLock { state -> [ManagedThread] in
-            var taken: [ManagedThread] = []
-            swap(&taken, &state.finished)
-            return taken
-        }
+        let batch = state.withLock { $0.finished }
         guard !batch.isEmpty else { return }
         let now = ContinuousClock.now
-        let notYet = batch.filter { (try? $0.join(until: now)) != true }
-        if !notYet.isEmpty {
-            state.withLock { state in
-                if let queue = state.exitQueue {
-                    notYet.forEach(queue.push)
-                } else if state.phase == .running {
-                    state.finished.append(contentsOf: notYet)
-                }
-            }
+        let joined = Set(batch.filter { (try? $0.join(until: now)) == true }.map(ObjectIdentifier.init))
+        guard !joined.isEmpty else { return }
+        state.withLock { state in
+            state.finished.removeAll { joined.contains(ObjectIdentifier($0)) }
         }
     }
 
@@ -266,8 +274,11 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             state.phase = max(state.phase, .stopRequested)
             return (state.threads.values.map(\.value), state.children.values.map(\.value))
         }
-        for thread in threads { thread.requestStop(reason: reason) }
+        var callbacks: [StopState.Callback] = []
+        for thread in threads { callbacks += thread.stop.signal(reason: reason) }
         for child in children { child.requestStop(reason: .parentStopped) }
+        // User callbacks run once every thread here has been told, so a slow one delays nothing.
+        for callback in callbacks { callback.action() }
     }
 
     /// ``ThreadOwner`` conformance: a shutdown with the ``ShutdownPolicy/shared`` policy.
@@ -279,7 +290,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     @available(*, noasync, message: "blocks the calling thread; use the async shutdown")
     @discardableResult
     public func shutdown(timeout: Duration, policy: ShutdownPolicy = .shared) -> ShutdownReport {
-        shutdown(until: .now.advanced(by: timeout), policy: policy)
+        shutdown(until: .after(timeout), policy: policy)
     }
 
     /// Stops everything below this group and joins it under one absolute deadline.
@@ -391,7 +402,7 @@ extension ThreadGroup {
 
     /// Async form of ``shutdown(timeout:policy:)``.
     public func shutdown(timeout: Duration, policy: ShutdownPolicy = .shared) async -> ShutdownReport {
-        await shutdown(until: .now.advanced(by: timeout), policy: policy)
+        await shutdown(until: .after(timeout), policy: policy)
     }
 
     private func blockingShutdown(until deadline: ContinuousClock.Instant, policy: ShutdownPolicy) -> ShutdownReport {

@@ -30,17 +30,17 @@ enum PThread {
     }
 
     /// Waits for `thread` to terminate, at most until `deadline`. Returns false on timeout.
-    /// The corresponding C function is `pthread_timedjoin_np`.
+    /// The corresponding C function is `pthread_clockjoin_np` (CLOCK_MONOTONIC).
     static func join(_ thread: pthread_t, until deadline: ContinuousClock.Instant) throws(ThreadError) -> Bool {
-        var abstime = realtimeDeadline(for: deadline)
+        var abstime = monotonicDeadline(for: deadline)
         if let forced = injectedFault(.pthreadTimedjoin) { throw .system(.pthreadTimedjoin, forced) }
-        let rc = cshims_thread_timedjoin(thread, &abstime)
+        let rc = cshims_thread_clockjoin(thread, &abstime)
         switch rc {
         case 0: return true
         case ETIMEDOUT: return false
         default:
             // ESRCH/EINVAL/EDEADLK would mean the library lost track of its own handle.
-            preconditionFailure("pthread_timedjoin_np failed with \(Errno.name(rc)): a bug in ManagedThreads")
+            preconditionFailure("pthread_clockjoin_np failed with \(Errno.name(rc)): a bug in ManagedThreads")
         }
     }
 

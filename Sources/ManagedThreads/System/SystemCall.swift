@@ -9,7 +9,7 @@ import Musl
 enum SystemCall: String, Sendable, CaseIterable {
     case pthreadCreate = "pthread_create"
     case pthreadSetname = "pthread_setname_np"
-    case pthreadTimedjoin = "pthread_timedjoin_np"
+    case pthreadTimedjoin = "pthread_clockjoin_np"
     case pthreadDetach = "pthread_detach"
     case eventfd = "eventfd"
     case eventfdWrite = "write(eventfd)"

@@ -28,18 +28,30 @@ extension Duration {
     }
 }
 
-/// Converts a monotonic deadline into the absolute CLOCK_REALTIME time `pthread_timedjoin_np`
-/// wants, by adding what remains to "now" on the realtime clock.
-func realtimeDeadline(for deadline: ContinuousClock.Instant) -> timespec {
+/// Converts a deadline into the absolute CLOCK_MONOTONIC time `pthread_clockjoin_np` wants, by
+/// adding what remains to "now" on that clock. Saturates instead of overflowing.
+func monotonicDeadline(for deadline: ContinuousClock.Instant) -> timespec {
     let remaining = ContinuousClock.now.duration(to: deadline)
     var now = Glibc.timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
+    clock_gettime(CLOCK_MONOTONIC, &now)
     var ts = remaining.timespec
-    ts.tv_sec += now.tv_sec
+    let (sum, overflow) = ts.tv_sec.addingReportingOverflow(now.tv_sec)
+    if overflow { return Glibc.timespec(tv_sec: Int.max, tv_nsec: 999_999_999) }
+    ts.tv_sec = sum
     ts.tv_nsec += now.tv_nsec
     if ts.tv_nsec >= 1_000_000_000 {
+        if ts.tv_sec == Int.max { return Glibc.timespec(tv_sec: Int.max, tv_nsec: 999_999_999) }
         ts.tv_sec += 1
         ts.tv_nsec -= 1_000_000_000
     }
     return ts
+}
+
+extension ContinuousClock.Instant {
+    /// Now plus `timeout`, saturating: timeouts beyond a century mean "a century" rather than an
+    /// arithmetic trap (`.seconds(.max)` is a legitimate way to say "no real limit").
+    static func after(_ timeout: Duration) -> ContinuousClock.Instant {
+        let century = Duration.seconds(100 * 365 * 24 * 3600)
+        return ContinuousClock.now.advanced(by: min(max(timeout, .zero - century), century))
+    }
 }
