@@ -11,15 +11,35 @@ final class ExitQueue: Sendable {
     private static let sleeperBit: UInt32 = 1 << 31
 
     private let word = FutexWord.allocate(0)
-    private let queue = Mutex<[ManagedThread]>([])
+    /// The sequence value at which a sleeping shutdown wants to be woken: it sleeps until a batch
+    /// of exits has accumulated rather than waking once per thread (each wake-up costs the one
+    /// reaping thread a trip through a run queue full of exiting threads).
+    private let wakeAt = Atomic<UInt32>(0)
+    private let queue = Mutex<(threads: [ManagedThread], closed: Bool)>(([], false))
 
     deinit { word.deallocate() }
 
+    /// After the shutdown: later pushes are dropped (so no thread is kept alive by a queue nobody
+    /// drains), and whatever is queued is released.
+    func close() {
+        queue.withLock { $0 = ([], true) }
+    }
+
     func push(_ thread: ManagedThread) {
-        queue.withLock { $0.append(thread) }
-        if word.fetchAdd(1) & Self.sleeperBit != 0 {
-            _ = word.fetchAnd(~Self.sleeperBit)
-            word.wakeAll()
+        let accepted = queue.withLock { queue -> Bool in
+            guard !queue.closed else { return false }
+            queue.threads.append(thread)
+            return true
+        }
+        guard accepted else { return }
+        let previous = word.fetchAdd(1)
+        if previous & Self.sleeperBit != 0 {
+            let sequence = (previous &+ 1) & ~Self.sleeperBit
+            // Wrapping distance: has the sequence reached the sleeper's target?
+            if Int32(bitPattern: (sequence &- wakeAt.load(ordering: .acquiring)) << 1) >= 0 {
+                _ = word.fetchAnd(~Self.sleeperBit)
+                word.wakeAll()
+            }
         }
     }
 
@@ -29,16 +49,20 @@ final class ExitQueue: Sendable {
     func drain() -> [ManagedThread] {
         queue.withLock { queue in
             var taken: [ManagedThread] = []
-            swap(&taken, &queue)
+            swap(&taken, &queue.threads)
             return taken
         }
     }
 
-    /// Sleeps until something is pushed after `sequence` was read, or `deadline` passes.
-    func wait(after sequence: UInt32, until deadline: ContinuousClock.Instant) {
+    /// Sleeps until `batch` threads have been pushed after `sequence` was read, or `deadline`
+    /// passes. Returns at once if anything was pushed before it could go to sleep.
+    func wait(after sequence: UInt32, batch: Int, until deadline: ContinuousClock.Instant) {
+        let target = (sequence &+ UInt32(clamping: max(1, batch))) & ~Self.sleeperBit
+        wakeAt.store(target, ordering: .releasing)
         while ContinuousClock.now < deadline {
             let current = word.load()
-            if current & ~Self.sleeperBit != sequence { return }
+            let seen = current & ~Self.sleeperBit
+            if seen != sequence && Int32(bitPattern: (seen &- target) << 1) >= 0 { return }
             if current & Self.sleeperBit == 0 {
                 guard word.compareExchange(current, current | Self.sleeperBit) else { continue }
             }

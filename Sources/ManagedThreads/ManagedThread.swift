@@ -222,11 +222,15 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         stop.runCallbacksAtEnd()
         stop.retireDescriptor()
         ending.withLock { $0.endedAt = .now }
-        group?.threadEnded(self)
         ManagedThreadRegistry.remove(tid)
         if life.exchange(Self.exited) == Self.runningWithSleepers {
             life.wakeAll()
         }
+        // Tell the group last: a shutdown reaping in exit order then finds the thread already
+        // marked exited and goes straight to the kernel-level join, instead of sleeping on the
+        // life word and needing a second wake-up. (Joining waits for the kernel exit, so the stack
+        // this code still runs on is not reused early.)
+        group?.threadEnded(self)
     }
 
     private func runBody() {

@@ -50,6 +50,7 @@ final class ShutdownPlan {
             }
             state.phase = max(state.phase, .stopRequested)
             state.exitQueue = queue
+            group.installedQueue.store(Unmanaged.passUnretained(queue), ordering: .releasing)
             var ended: [ManagedThread] = []
             swap(&ended, &state.finished)
             return .ok(
@@ -201,7 +202,9 @@ struct ShutdownRun {
             }
             let waitUntil = min(stageDeadline, deadline.advanced(by: .zero - reportReserve(pending: pending.count)))
             if pending.isEmpty || ContinuousClock.now >= waitUntil { break }
-            queue.wait(after: sequence, until: waitUntil)
+            // Wake for a batch of exits, not each one; at most 64 are left to reap if the deadline
+            // comes first, which the report reserve allows for.
+            queue.wait(after: sequence, batch: min(pending.count, 64), until: waitUntil)
         }
         for id in pending.keys { outcome[id] = .stuck }
     }
@@ -304,17 +307,26 @@ struct ShutdownRun {
     /// waiting); the rest are stuck, or orphaned if background.
     mutating func sweep(_ threads: [ManagedThread]) {
         let now = ContinuousClock.now
+        // Past the deadline nothing more is reaped: a thread that ended late is left for the stack
+        // pool's orphan list (its handle's release hands it over) rather than delay the return.
+        let reapNow = now < deadline
         for thread in threads {
             let id = ObjectIdentifier(thread)
             if outcome[id] == .joined { continue }
             if thread.isAlive {
                 outcome[id] = thread.isBackground ? .orphaned : .stuck
             } else {
-                let joined = (try? thread.join(until: now)) ?? false
+                let joined = reapNow && (try? thread.join(until: now)) == true
                 outcome[id] = joined ? .joined : .exitedUnreaped
             }
         }
     }
+
+    /// Kernel views (three /proc reads each, ~40 µs) taken per report; beyond this many stuck or
+    /// orphaned threads the entries still name every thread but carry no kernel view, so a
+    /// shutdown that leaves thousands running does not spend its margin reading /proc.
+    static let kernelViewLimit = 32
+    private var kernelViewsTaken = 0
 
     /// The report node for `plan` (and, recursively, its children); also stored in each plan.
     mutating func node(for plan: ShutdownPlan) -> ShutdownReport.Node {
@@ -323,13 +335,16 @@ struct ShutdownRun {
         var entries: [ShutdownReport.ThreadEntry] = []
         for thread in plan.threads.map(\.value) + plan.ended {
             var status = outcome[ObjectIdentifier(thread)] ?? (thread.isAlive ? .stuck : .exitedUnreaped)
-            if status != .joined && !thread.isAlive && (try? thread.join(until: now)) == true {
+            if status != .joined && now < deadline && !thread.isAlive && (try? thread.join(until: now)) == true {
                 status = .joined  // ended inside the report reserve
             }
             if status == .joined && thread.error == nil {
                 joined += 1
             } else {
-                entries.append(Self.entry(for: thread, status: status, path: plan.path, now: now))
+                let alive = status == .stuck || status == .orphaned
+                let withKernel = alive && kernelViewsTaken < Self.kernelViewLimit
+                if withKernel { kernelViewsTaken += 1 }
+                entries.append(Self.entry(for: thread, status: status, path: plan.path, now: now, kernelView: withKernel))
             }
         }
         var children: [ShutdownReport.Node] = []
@@ -345,8 +360,11 @@ struct ShutdownRun {
         return node
     }
 
-    static func entry(for thread: ManagedThread, status: ShutdownReport.Status, path: String, now: ContinuousClock.Instant) -> ShutdownReport.ThreadEntry {
-        let alive = status == .stuck || status == .orphaned
+    static func entry(
+        for thread: ManagedThread, status: ShutdownReport.Status, path: String, now: ContinuousClock.Instant,
+        kernelView: Bool = true
+    ) -> ShutdownReport.ThreadEntry {
+        let alive = kernelView && (status == .stuck || status == .orphaned)
         return ShutdownReport.ThreadEntry(
             name: thread.name, groupPath: path, purpose: thread.purpose, tid: thread.tid, status: status,
             acknowledged: thread.acknowledgedStop,

@@ -66,6 +66,10 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     }
 
     let state = Mutex<State>(State())
+    /// The exit queue of this group's shutdown, readable without the group lock, so a thousand
+    /// threads ending at once do not queue up on it. A group shuts down once, and `state` keeps
+    /// the queue alive for the group's lifetime, so the unretained reference stays valid.
+    let installedQueue = Atomic<Unmanaged<ExitQueue>?>(nil)
     /// Fires when a shutdown of this group completes (for concurrent shutdown callers).
     private let completed = StopState()
 
@@ -181,6 +185,11 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
 
     /// Called on a member thread as it ends.
     func threadEnded(_ thread: ManagedThread) {
+        if let queue = installedQueue.load(ordering: .acquiring) {
+            // Shutting down: the shutdown's plan has its own list, so no group bookkeeping.
+            queue.takeUnretainedValue().push(thread)
+            return
+        }
         state.withLock { state in
             state.threads.removeValue(forKey: ObjectIdentifier(thread))
             if let queue = state.exitQueue {
@@ -361,7 +370,8 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         state.withLock { state in
             state.phase = .stopped
             state.shutdownInProgress = false
-            state.exitQueue = nil
+            // The queue stays referenced (see installedQueue) but takes no more threads.
+            state.exitQueue?.close()
             state.report = report
             // Threads still listed are stuck; keep no references, so when they end their handles
             // can go and ManagedThread's deinit detaches them.
