@@ -1,0 +1,14 @@
+// Out-of-line wrappers for GNU-only functions; `_GNU_SOURCE` comes from Package.swift.
+#ifndef _GNU_SOURCE
+#error "CBench must be compiled with _GNU_SOURCE (set in Package.swift cSettings)"
+#endif
+
+#include "CBench.h"
+
+#include <unistd.h>
+
+pid_t cbench_gettid(void) { return gettid(); }
+
+int cbench_timedjoin(pthread_t thread, const struct timespec *abstime) {
+    return pthread_timedjoin_np(thread, NULL, abstime);
+}
