@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A snapshot of a group's subtree taken at the start of a shutdown.
 ///
 /// Taking it installs the shutdown's ``ExitQueue`` in every group below (under the same lock a
@@ -173,9 +175,13 @@ struct ShutdownRun {
     /// report's worth after it: 100 µs plus 40 µs per pending thread, at most 2 ms and at most 5%
     /// of the timeout. Threads that exit inside the reserve are still reaped by the final sweep.
     func reportReserve(pending: Int) -> Duration {
-        let wanted = Duration.microseconds(100 + 40 * min(pending, 1_000))
-        return min(wanted, .milliseconds(2), max(.zero, timeout / 20))
+        let formula = Duration.microseconds(100 + 40 * min(pending, 1_000))
+        let measured = ReportCost.estimate * 5 / 4
+        return min(max(formula, measured), .milliseconds(2), max(.zero, timeout / 20))
     }
+
+    /// When the joins stopped waiting early to leave room for the report, if they did.
+    private(set) var reserveStartedAt: ContinuousClock.Instant?
 
     /// Waits until every thread in `threads` has exited or `stageDeadline` passes, joining each as
     /// it exits (in exit order, not list order).
@@ -200,8 +206,13 @@ struct ShutdownRun {
                 seenExited.insert(id)
                 if pending.removeValue(forKey: id) != nil { reap(thread) }
             }
-            let waitUntil = min(stageDeadline, deadline.advanced(by: .zero - reportReserve(pending: pending.count)))
-            if pending.isEmpty || ContinuousClock.now >= waitUntil { break }
+            let reserveStart = deadline.advanced(by: .zero - reportReserve(pending: pending.count))
+            let waitUntil = min(stageDeadline, reserveStart)
+            if pending.isEmpty { break }
+            if ContinuousClock.now >= waitUntil {
+                if waitUntil == reserveStart && reserveStartedAt == nil { reserveStartedAt = waitUntil }
+                break
+            }
             // Wake for a batch of exits, not each one; at most 64 are left to reap if the deadline
             // comes first, which the report reserve allows for.
             queue.wait(after: sequence, batch: min(pending.count, 64), until: waitUntil)
@@ -371,5 +382,27 @@ struct ShutdownRun {
             sinceStopNanoseconds: thread.stopRequestedAt.map { $0.duration(to: now).nanosecondsClamped },
             error: thread.error.map { String(describing: $0) },
             kernel: alive ? thread.tid.flatMap { KernelThreadState.read(tid: $0) } : nil)
+    }
+}
+
+/// What writing a report has recently cost on this machine, from the start of the reserve to the
+/// return (the futex timer's slack, the /proc reads, and whatever the CPU contention of the stuck
+/// threads adds). Each shutdown that used its reserve records its cost; the estimate is the larger
+/// of that and the previous estimate decayed by an eighth, so a one-off spike fades.
+enum ReportCost {
+    private static let nanoseconds = Atomic<Int64>(0)
+
+    static var estimate: Duration { .nanoseconds(nanoseconds.load(ordering: .relaxed)) }
+
+    static func record(_ cost: Duration) {
+        let observed = min(max(cost.nanosecondsClamped, 0), 2_000_000)
+        var current = nanoseconds.load(ordering: .relaxed)
+        while true {
+            let next = max(observed, current - current / 8)
+            let (exchanged, original) = nanoseconds.compareExchange(
+                expected: current, desired: next, ordering: .relaxed)
+            if exchanged { return }
+            current = original
+        }
     }
 }

@@ -358,6 +358,9 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             durationNanoseconds: start.duration(to: end).nanosecondsClamped,
             overshootNanoseconds: max(0, deadline.duration(to: end).nanosecondsClamped),
             root: root)
+        if let reserveStart = run.reserveStartedAt {
+            ReportCost.record(reserveStart.duration(to: ContinuousClock.now))
+        }
         plan.finish(report: report)
         if report.isClean && report.orphaned == 0, let parent, !plan.parentIsStopping {
             parent.removeChild(self)

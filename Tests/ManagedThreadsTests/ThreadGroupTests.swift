@@ -275,11 +275,14 @@ struct ThreadGroupTests {
     func shutdownFromInside() throws {
         let group = ThreadGroup(name: "self-stop")
         let result = Mutex<ShutdownReport?>(nil)
+        let go = Gate()
         let worker = try group.spawn(name: "controller") { _ in
+            go.waitOpen()
             let report = group.shutdown(timeout: .seconds(30))
             result.withLock { $0 = report }
         }
         try spawnIdle(group, "peer")
+        go.release()
         #expect(try worker.join(timeout: .seconds(60)))
         let report = try #require(result.withLock { $0 })
         #expect(report.joined == 1)
