@@ -86,7 +86,9 @@ final class Runner {
             if let trim = trims[id]?.percentile(50), trim >= 10_000 {
                 rowNotes.append("afterwards, untimed: trimming the stack pool took median \(Format.nanoseconds(trim))")
             }
-            if distribution.negatives > 0 { rowNotes.append("\(distribution.negatives) negative samples counted as 0") }
+            if distribution.negatives > 0 {
+                rowNotes.append("\(distribution.negatives) of \(distribution.count) samples negative (for stuck: returned before the deadline); percentiles exact")
+            }
             measurements.append(Measurement(
                 point: point, system: id, unit: unit, summary: summary, ratio: ratio,
                 notes: rowNotes.isEmpty ? nil : rowNotes))

@@ -9,8 +9,10 @@ struct Distribution {
     private(set) var minimum = Int64.max
     private(set) var maximum = Int64.min
     private var sum: Double = 0
-    /// Samples below zero (possible for memory deltas), recorded as zero in the histogram.
+    /// Samples below zero (a stuck shutdown that returned before its deadline; a memory delta).
+    /// The histogram cannot hold them, so a distribution with any is summarised from `samples`.
     private(set) var negatives = 0
+    private var samples: [Int64] = []
 
     mutating func record(_ value: Int64) {
         count += 1
@@ -18,6 +20,7 @@ struct Distribution {
         maximum = max(maximum, value)
         sum += Double(value)
         if value < 0 { negatives += 1 }
+        samples.append(value)
         let clamped = UInt64(max(0, min(value, Int64(histogram.highestTrackableValue))))
         histogram.record(clamped)
     }
@@ -30,6 +33,12 @@ struct Distribution {
     func percentile(_ percentile: Double) -> Int64 {
         guard count > 0 else { return 0 }
         if percentile >= 100 { return maximum }
+        if negatives > 0 {
+            // Exact nearest-rank percentile over the raw samples.
+            let sorted = samples.sorted()
+            let rank = Int((percentile / 100 * Double(sorted.count)).rounded(.up))
+            return sorted[min(max(rank, 1), sorted.count) - 1]
+        }
         // The histogram answers with the top of a bucket; never report beyond what was seen.
         return min(Int64(histogram.valueAtPercentile(percentile)), maximum)
     }
