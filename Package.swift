@@ -6,6 +6,12 @@ let package = Package(
     products: [
         .library(name: "ManagedThreads", targets: ["ManagedThreads"]),
     ],
+    dependencies: [
+        // 1.16 for the LogEvent-based LogHandler the tests implement.
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        // 2.13 for metrics created with an explicit factory (per-group factories, no global bootstrap).
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    ],
     targets: [
         // The only C in the package: what Swift cannot import or call safely.
         .target(
@@ -15,11 +21,19 @@ let package = Package(
         ),
         .target(
             name: "ManagedThreads",
-            dependencies: ["CShims"]
+            dependencies: [
+                "CShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
         ),
         .testTarget(
             name: "ManagedThreadsTests",
-            dependencies: ["ManagedThreads", "CShims"]
+            dependencies: [
+                "ManagedThreads", "CShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

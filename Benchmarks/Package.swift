@@ -12,6 +12,7 @@ let package = Package(
         .package(name: "ManagedThreads", path: ".."),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
     ],
     targets: [
         // What the baselines need from libc that Swift's Glibc module does not import.
@@ -27,6 +28,7 @@ let package = Package(
                 .product(name: "ManagedThreads", package: "ManagedThreads"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/threadbench"
         ),

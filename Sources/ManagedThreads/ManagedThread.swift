@@ -86,6 +86,8 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     /// The group this thread belongs to, if any (weak: a group owns its threads, not the reverse).
     /// Told when the thread ends, before it is marked exited.
     weak let group: ThreadGroup?
+    /// The group's logger and metrics (or the ungrouped ones), held strongly for the thread's end.
+    let instruments: Instruments
     private let tidValue = Atomic<Int32>(0)
     private let ending = Mutex<Ending>(Ending())
 
@@ -111,6 +113,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         body: @escaping (StopToken) throws -> Void
     ) {
         self.group = group
+        self.instruments = group?.instruments ?? .ungrouped
         self.name = name
         self.kernelName = PThread.kernelName(for: name)
         self.purpose = purpose
@@ -213,16 +216,23 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         tidValue.store(tid, ordering: .releasing)
         ManagedThreadRegistry.insert(tid)
         try? PThread.setCurrentName(kernelName)  // a name is a diagnostic aid, never a reason to fail
+        instruments.threadStarted(self, tid: tid)
+        let error: (any Error)?
         if let group {
             // Code in the body that spawns without naming a group lands in this thread's group.
-            ThreadGroup.$scoped.withValue(group) { runBody() }
+            error = ThreadGroup.$scoped.withValue(group) { runBody() }
         } else {
-            runBody()
+            error = runBody()
         }
         stop.runCallbacksAtEnd()
         stop.retireDescriptor()
-        ending.withLock { $0.endedAt = .now }
+        ending.withLock {
+            $0.error = error
+            $0.endedAt = .now
+        }
         ManagedThreadRegistry.remove(tid)
+        // Before the exit is marked, so a joiner sees the thread's last log line and metrics.
+        instruments.threadEnded(self, tid: tid, error: error, stopRequestedAt: stop.isStopRequested ? stop.requestedAt : nil)
         if life.exchange(Self.exited) == Self.runningWithSleepers {
             life.wakeAll()
         }
@@ -233,17 +243,23 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         group?.threadEnded(self)
     }
 
-    private func runBody() {
-        guard let body else { return }
+    /// Runs the body once; returns what it threw.
+    private func runBody() -> (any Error)? {
+        guard let body else { return nil }
         self.body = nil
         do {
             try body(StopToken(state: stop))
+            return nil
         } catch {
-            ending.withLock { $0.error = error }
+            return error
         }
     }
 
     // MARK: State
+
+    /// The path of the group the thread was spawned into (`root/server/workers`), or nil for a
+    /// thread spawned with ``spawn(name:purpose:options:_:)`` outside any group.
+    public var groupPath: String? { group?.path }
 
     /// The kernel thread id (as in `/proc/self/task`), or nil if the thread has not started running yet.
     public var tid: pid_t? {

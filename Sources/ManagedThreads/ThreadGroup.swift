@@ -1,3 +1,5 @@
+import CoreMetrics
+import Logging
 import Synchronization
 
 /// A node in a tree of threads that stops as a whole, under one deadline.
@@ -25,15 +27,40 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     /// Names from the root down, joined with `/`.
     public let path: String
     weak let parent: ThreadGroup?
+    let instruments: Instruments
+
+    /// Where this group logs: thread start and exit (debug), stop requests and shutdown summaries
+    /// (info), stuck threads (warning) and bodies that threw (error), with the report's fields as
+    /// metadata. Given at creation; children inherit it.
+    public var logger: Logger { instruments.logger }
 
     /// The process-wide root group, for whole-process shutdown.
-    public static let root = ThreadGroup(name: "root", parent: nil)
+    ///
+    /// It logs to `Logger(label: "ManagedThreads")` and counts with `MetricsSystem.factory`, both
+    /// taken when the root is first used: bootstrap `LoggingSystem` and `MetricsSystem` before
+    /// that, or give a subtree its own logger with ``makeChild(name:stopPriority:logger:)``.
+    public static let root = ThreadGroup(
+        name: "root", parent: nil,
+        instruments: Instruments(
+            groupPath: "root", logger: Logger(label: Instruments.defaultLoggerLabel), metricsFactory: MetricsSystem.factory))
 
     /// The group in effect for this task or thread: the innermost ``withThreadGroup(_:timeout:policy:_:)``
     /// scope, the group of the managed thread running this code, or ``root``.
     public static var current: ThreadGroup { scoped ?? root }
 
     @TaskLocal static var scoped: ThreadGroup?
+
+    /// Runs `body` with this group as ``current``: threads spawned through `ThreadGroup.current`
+    /// inside it (on this thread, or in tasks it starts) land here. Unlike
+    /// ``withThreadGroup(_:timeout:policy:_:)``, stops nothing when `body` returns.
+    public func withCurrent<R>(_ body: () throws -> R) rethrows -> R {
+        try Self.$scoped.withValue(self, operation: body)
+    }
+
+    /// Async form of the synchronous `withCurrent(_:)`.
+    public func withCurrent<R>(_ body: () async throws -> R) async rethrows -> R {
+        try await Self.$scoped.withValue(self, operation: body)
+    }
 
     enum Phase: Int, Comparable {
         case running, stopRequested, stopped
@@ -73,16 +100,27 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     /// Fires when a shutdown of this group completes (for concurrent shutdown callers).
     private let completed = StopState()
 
-    /// Creates a group that is not part of any tree (``root`` and ``makeChild(name:stopPriority:)``
+    /// Creates a group that is not part of any tree (``root`` and ``makeChild(name:stopPriority:logger:)``
     /// cover most uses). A parentless group can be attached later with ``adopt(_:stopPriority:)``.
-    public convenience init(name: String) {
-        self.init(name: name, parent: nil)
+    /// - Parameters:
+    ///   - name: the group's name, the first component of its path.
+    ///   - logger: where the group and its children log; `Logger(label: "ManagedThreads")` if nil.
+    ///   - metricsFactory: what the group and its children count with (live threads, spawns,
+    ///     failures, stuck threads, stop-to-exit and shutdown durations, each with a `group`
+    ///     dimension holding the group's path); `MetricsSystem.factory` if nil.
+    public convenience init(name: String, logger: Logger? = nil, metricsFactory: (any MetricsFactory)? = nil) {
+        self.init(
+            name: name, parent: nil,
+            instruments: Instruments(
+                groupPath: name, logger: logger ?? Logger(label: Instruments.defaultLoggerLabel),
+                metricsFactory: metricsFactory ?? MetricsSystem.factory))
     }
 
-    init(name: String, parent: ThreadGroup?) {
+    init(name: String, parent: ThreadGroup?, instruments: Instruments) {
         self.name = name
         self.parent = parent
         self.path = parent.map { "\($0.path)/\(name)" } ?? name
+        self.instruments = instruments
     }
 
     public var description: String {
@@ -116,14 +154,22 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     }
 
     /// Creates a child group.
-    /// - Parameter stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
+    /// - Parameters:
+    ///   - name: the child's name; its path is this group's path, `/`, and the name.
+    ///   - stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
+    ///   - logger: where the child (and its own children) log; this group's ``logger`` if nil.
+    ///     The metrics factory is always inherited.
     /// - Throws: ``ThreadError/Code/invalidArgument`` for an empty name or one containing `/`;
     ///   ``ThreadError/Code/groupStopped`` once a stop was requested.
-    public func makeChild(name: String, stopPriority: Int = 0) throws(ThreadError) -> ThreadGroup {
+    public func makeChild(name: String, stopPriority: Int = 0, logger: Logger? = nil) throws(ThreadError) -> ThreadGroup {
         guard !name.isEmpty, !name.contains("/") else {
             throw .invalidArgument("a group name must be non-empty and contain no '/': \(name.debugDescription)")
         }
-        let child = ThreadGroup(name: name, parent: self)
+        let childPath = "\(path)/\(name)"
+        let child = ThreadGroup(
+            name: name, parent: self,
+            instruments: Instruments(
+                groupPath: childPath, logger: logger ?? instruments.logger, metricsFactory: instruments.metricsFactory))
         try state.withLock { (state) throws(ThreadError) in
             guard state.phase == .running else { throw stoppedError(action: "create child group \(name.debugDescription)") }
             state.children[ObjectIdentifier(child)] = Member(value: child, serial: state.serial(), priority: stopPriority)
@@ -279,10 +325,12 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     /// Signals every thread and member below this group to stop, without waiting, and refuses
     /// new spawns. ``shutdown(until:policy:)`` does this and then joins.
     public func requestStop(reason: StopReason) {
-        let (threads, children) = state.withLock { state in
+        let (first, threads, children) = state.withLock { state in
+            let first = state.phase == .running
             state.phase = max(state.phase, .stopRequested)
-            return (state.threads.values.map(\.value), state.children.values.map(\.value))
+            return (first, state.threads.values.map(\.value), state.children.values.map(\.value))
         }
+        if first { instruments.stopRequested(groupPath: path, reason: reason) }
         var callbacks: [StopState.Callback] = []
         for thread in threads { callbacks += thread.stop.signal(reason: reason) }
         for child in children { child.requestStop(reason: .parentStopped) }
@@ -317,13 +365,14 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     @discardableResult
     public func shutdown(until deadline: ContinuousClock.Instant, policy: ShutdownPolicy = .shared) -> ShutdownReport {
         let start = ContinuousClock.now
-        enum Entry { case run, wait, done(ShutdownReport) }
+        enum Entry { case run(firstStop: Bool), wait, done(ShutdownReport) }
         let entry = state.withLock { state -> Entry in
             if let report = state.report { return .done(report) }
             if state.shutdownInProgress { return .wait }
             state.shutdownInProgress = true
+            let firstStop = state.phase == .running
             state.phase = max(state.phase, .stopRequested)
-            return .run
+            return .run(firstStop: firstStop)
         }
         switch entry {
         case .done(let report):
@@ -331,8 +380,8 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         case .wait:
             _ = completed.wait(until: deadline)
             return state.withLock { $0.report } ?? provisionalReport(start: start, deadline: deadline, policy: policy)
-        case .run:
-            break
+        case .run(let firstStop):
+            if firstStop { instruments.stopRequested(groupPath: path, reason: .shutdown) }
         }
 
         let queue = ExitQueue()
@@ -362,6 +411,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             ReportCost.record(reserveStart.duration(to: ContinuousClock.now))
         }
         plan.finish(report: report)
+        instruments.shutdownFinished(report)
         if report.isClean && report.orphaned == 0, let parent, !plan.parentIsStopping {
             parent.removeChild(self)
         }

@@ -4,6 +4,7 @@
 // blocks in a join.
 import ArgumentParser
 import Foundation
+import Logging
 
 @main
 struct ThreadBench: ParsableCommand {
@@ -91,6 +92,9 @@ struct ThreadBench: ParsableCommand {
     @Flag(name: .customLong("no-progress"), help: "No progress line on stderr.")
     var noProgress = false
 
+    @Option(help: "The library's log level (trace, debug, info, notice, warning, error, critical), to stderr. Stuck scenarios log a warning per stuck thread.")
+    var logLevel: Logger.Level = .error
+
     func validate() throws {
         if full && smoke { throw ValidationError("--full and --smoke exclude each other") }
         if let rounds, rounds < 1 { throw ValidationError("--rounds must be at least 1") }
@@ -103,6 +107,14 @@ struct ThreadBench: ParsableCommand {
     }
 
     mutating func run() throws {
+        // The library logs through swift-log; a server would bootstrap it like this. Events below
+        // the level cost a level check, and none reach stdout, which carries the results.
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
         var plan = full ? Plan.full : smoke ? Plan.smoke : Plan.standard
         plan.apply(
             scenarios: scenario?.values, workloads: workload?.values, threads: threads?.values, hogs: hogs?.values,
@@ -185,6 +197,8 @@ enum OutputFormat: String, CaseIterable, ExpressibleByArgument {
 
 extension Scenario: ExpressibleByArgument {}
 extension Workload: ExpressibleByArgument {}
+// Logger.Level is a String-backed CaseIterable enum from swift-log; this module only parses it.
+extension Logger.Level: @retroactive ExpressibleByArgument {}
 extension StuckMode: ExpressibleByArgument {}
 extension StackChoice: ExpressibleByArgument {}
 extension GroupShape: ExpressibleByArgument {}
