@@ -5,6 +5,9 @@ let package = Package(
     name: "ManagedThreads",
     products: [
         .library(name: "ManagedThreads", targets: ["ManagedThreads"]),
+        // Test support only: the leak-check trait, the XCTest base class, waitFor. The core does
+        // not depend on it (or on Testing/XCTest).
+        .library(name: "ManagedThreadsTesting", targets: ["ManagedThreadsTesting"]),
     ],
     dependencies: [
         // 1.16 for the LogEvent-based LogHandler the tests implement.
@@ -27,13 +30,21 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
+        .target(
+            name: "ManagedThreadsTesting",
+            dependencies: ["ManagedThreads"]
+        ),
         .testTarget(
             name: "ManagedThreadsTests",
             dependencies: [
-                "ManagedThreads", "CShims",
+                "ManagedThreads", "ManagedThreadsTesting", "CShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
+        ),
+        .testTarget(
+            name: "ManagedThreadsTestingTests",
+            dependencies: ["ManagedThreads", "ManagedThreadsTesting", "CShims"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,4 +1,5 @@
 import Foundation
+import ManagedThreadsTesting
 import Testing
 @testable import ManagedThreads
 #if canImport(Glibc)
@@ -7,7 +8,7 @@ import Glibc
 
 /// Error paths the kernel will not produce on demand, reached with debug-build fault injection.
 /// Faults are armed for the calling thread only, so these run safely beside other tests.
-@Suite("Fault injection")
+@Suite("Fault injection", .managedThreads)
 struct FaultInjectionTests {
     @Test("pthread_create failing with EAGAIN is a typed error; the body and its captures are released")
     func spawnEAGAIN() throws {
@@ -75,7 +76,7 @@ struct FaultInjectionTests {
             }
             _ = token.wait(until: .now.advanced(by: .seconds(60)))
         }
-        try #require(eventually { seen.count == 1 })
+        try waitFor { seen.count == 1 }
         #expect(try thread.stop(timeout: .seconds(10)))
     }
 

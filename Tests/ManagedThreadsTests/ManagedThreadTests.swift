@@ -1,13 +1,14 @@
 import CShims
 import Foundation
 import Synchronization
+import ManagedThreadsTesting
 import Testing
 @testable import ManagedThreads
 #if canImport(Glibc)
 import Glibc
 #endif
 
-@Suite("ManagedThread")
+@Suite("ManagedThread", .managedThreads)
 struct ManagedThreadTests {
     @Test("start, stop and join; the body sees state through its captures")
     func startStopJoin() throws {
@@ -21,7 +22,7 @@ struct ManagedThreadTests {
         }
         #expect(thread.name == "worker")
         #expect(thread.purpose == "test")
-        try #require(eventually { started.count == 1 })
+        try waitFor { started.count == 1 }
         #expect(thread.isAlive)
         #expect(try thread.stop(timeout: .seconds(10)))
         #expect(!thread.isAlive)
@@ -63,7 +64,7 @@ struct ManagedThreadTests {
         #expect(thread.name == full)
         #expect(thread.kernelName == kernel)
         #expect(thread.kernelName.utf8.count <= 15)
-        try #require(eventually { named.count == 1 })
+        try waitFor { named.count == 1 }
         let tid = try #require(thread.tid)
         #expect(kernelComm(tid) == kernel)
     }
@@ -109,10 +110,10 @@ struct ManagedThreadTests {
                 $0 = n == 1 && fds[1].revents & Int16(POLLIN) != 0 && fds[0].revents == 0 ? "token" : "other \(n)"
             }
         }
-        try #require(eventually { polling.count == 1 })
+        try waitFor { polling.count == 1 }
         // Let it really sit in the syscall: the kernel says so.
         let tid = try #require(thread.tid)
-        try #require(eventually { procText("/proc/self/task/\(tid)/stat")?.contains(") S ") ?? false })
+        try waitFor { procText("/proc/self/task/\(tid)/stat")?.contains(") S ") ?? false }
         #expect(try thread.stop(timeout: .seconds(10)))
         #expect(outcome.withLock { $0 } == "token")
     }
@@ -222,9 +223,9 @@ struct ManagedThreadTests {
             }
             _ = thread
         }
-        try #require(eventually { released.count == 1 })
+        try waitFor { released.count == 1 }
         let tid = tidBox.withLock { $0 }
         #expect(tid != 0)
-        #expect(eventually { !taskExists(tid) })
+        try waitFor { !taskExists(tid) }
     }
 }

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import ManagedThreadsTesting
 import Testing
 @testable import ManagedThreads
 #if canImport(Glibc)
@@ -9,7 +10,7 @@ import Glibc
 /// Tests that change or measure process-wide state (rlimits, descriptor and thread counts).
 /// Each runs in its own child process (an exit test), so parallel tests cannot disturb the counts
 /// and the lowered limit cannot leak into other tests.
-@Suite("Process limits")
+@Suite("Process limits", .managedThreads)
 struct ProcessLimitTests {
     @Test("10,000 idle managed threads start and stop under a 1,024-descriptor limit; descriptors and threads return to where they were")
     func tenThousandThreadsUnderFDLimit() async {

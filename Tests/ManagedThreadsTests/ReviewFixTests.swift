@@ -1,4 +1,5 @@
 import Foundation
+import ManagedThreadsTesting
 import Testing
 @testable import ManagedThreads
 #if canImport(Glibc)
@@ -6,7 +7,7 @@ import Glibc
 #endif
 
 /// Regression tests for defects found in review.
-@Suite("Regressions")
+@Suite("Regressions", .managedThreads)
 struct RegressionTests {
     @Test("threads that end between requestStop and the join are still joined and counted")
     func endBetweenRequestAndJoin() throws {
@@ -14,7 +15,7 @@ struct RegressionTests {
         var threads: [ManagedThread] = []
         for i in 0..<8 { threads.append(try spawnIdle(group, "t\(i)")) }
         group.requestStop(reason: .shutdown)
-        try #require(eventually { threads.allSatisfy { !$0.isAlive } })
+        try waitFor { threads.allSatisfy { !$0.isAlive } }
         let node = group.join(until: .after(.seconds(30)), path: group.path)
         #expect(node.joined == 8)
         #expect(threads.allSatisfy { $0.isJoined })
@@ -79,7 +80,7 @@ struct RegressionTests {
             let thread = try spawnIdle(group, "later-\(i)")
             others.withLock { $0.append(thread) }
         }
-        try #require(eventually { registered.count == 1 })
+        try waitFor { registered.count == 1 }
         #expect(group.shutdown(timeout: .seconds(30)).isClean)
         #expect(sawAllStopped.value == true)
     }
@@ -92,7 +93,7 @@ struct RegressionTests {
             fdBox.withLock { $0 = (try? token.fileDescriptor) ?? -2 }
             release.waitOpen()   // ends on its own, without a stop
         }
-        try #require(eventually { fdBox.value != -1 })
+        try waitFor { fdBox.value != -1 }
         let fd = fdBox.value
         // Duplicate it so the check below survives the close.
         let copy = dup(fd)

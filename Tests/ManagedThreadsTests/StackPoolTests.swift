@@ -1,11 +1,12 @@
 import Foundation
+import ManagedThreadsTesting
 import Testing
 @testable import ManagedThreads
 #if canImport(Glibc)
 import Glibc
 #endif
 
-@Suite("Stack pool")
+@Suite("Stack pool", .managedThreads)
 struct StackPoolTests {
     @Test("released stacks are reused; trim unmaps down to the budget")
     func reuseAndTrim() throws {

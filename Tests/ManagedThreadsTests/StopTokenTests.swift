@@ -1,12 +1,13 @@
 import Foundation
 import Synchronization
+import ManagedThreadsTesting
 import Testing
 @testable import ManagedThreads
 #if canImport(Glibc)
 import Glibc
 #endif
 
-@Suite("StopToken")
+@Suite("StopToken", .managedThreads)
 struct StopTokenTests {
     @Test("wait(timeout:) runs its full time when nobody stops")
     func waitTimesOut() {
@@ -27,7 +28,7 @@ struct StopTokenTests {
             let stopped = token.wait(timeout: .seconds(60))
             returnedEarly.withLock { $0 = stopped }
         }
-        try #require(eventually { waiting.count == 1 })
+        try waitFor { waiting.count == 1 }
         let start = ContinuousClock.now
         #expect(try thread.stop(timeout: .seconds(30)))
         #expect(ContinuousClock.now - start < .seconds(30))
@@ -73,7 +74,7 @@ struct StopTokenTests {
             fdBox.withLock { $0 = (try? token.fileDescriptor) ?? -2 }
             _ = token.wait(until: .now.advanced(by: .seconds(60)))
         }
-        try #require(eventually { fdBox.withLock { $0 } != -1 })
+        try waitFor { fdBox.withLock { $0 } != -1 }
         let fd = fdBox.withLock { $0 }
         #expect(fd >= 0)
         #expect(procLink("/proc/self/fd/\(fd)")?.contains("eventfd") == true)
@@ -94,7 +95,7 @@ struct StopTokenTests {
             registered.increment()
             _ = token.wait(until: .now.advanced(by: .seconds(60)))
         }
-        try #require(eventually { registered.count == 1 })
+        try waitFor { registered.count == 1 }
         thread.requestStop()
         #expect(runs.count == 1, "ran synchronously inside requestStop")
         #expect(try thread.join(timeout: .seconds(10)))
@@ -174,7 +175,7 @@ struct StopTokenTests {
             looping.increment()
         }
         let start = ContinuousClock.now
-        try #require(eventually { thread.tid != nil })
+        try waitFor { thread.tid != nil }
         #expect(try thread.stop(timeout: .seconds(30)))
         #expect(ContinuousClock.now - start < .seconds(30))
         #expect(looping.count == 1)

@@ -1,27 +1,11 @@
 import Foundation
 import Synchronization
+import ManagedThreadsTesting
 import Testing
 @testable import ManagedThreads
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Polls `condition` until it holds or `timeout` (generous: these machines are shared) runs out.
-/// Synchronises tests on real state instead of sleeping.
-@discardableResult
-func eventually(
-    timeout: Duration = .seconds(10), _ message: @autoclosure () -> String = "condition",
-    sourceLocation: SourceLocation = #_sourceLocation, _ condition: () throws -> Bool
-) rethrows -> Bool {
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        usleep(1_000)
-    }
-    if try condition() { return true }
-    Issue.record("timed out after \(timeout) waiting for \(message())", sourceLocation: sourceLocation)
-    return false
-}
 
 /// Reads a small text file under /proc, or nil.
 func procText(_ path: String) -> String? {

@@ -1,6 +1,7 @@
 import CShims
 import Foundation
 import Synchronization
+import ManagedThreadsTesting
 import Testing
 @testable import ManagedThreads
 #if canImport(Glibc)
@@ -23,7 +24,7 @@ func spawnIdle(_ group: ThreadGroup, _ name: String, log: ExitLog? = nil, stopPr
     }
 }
 
-@Suite("ThreadGroup")
+@Suite("ThreadGroup", .managedThreads)
 struct ThreadGroupTests {
     @Test("a three-level tree: alive counts include children; stopping the root stops and joins all")
     func threeLevelTree() throws {
@@ -140,10 +141,10 @@ struct ThreadGroupTests {
             _ = try? reader.join(timeout: .seconds(30))
             _ = try? spinner.join(timeout: .seconds(30))
         }
-        try #require(eventually { reading.count == 1 && reader.tid != nil && spinner.tid != nil })
+        try waitFor { reading.count == 1 && reader.tid != nil && spinner.tid != nil }
         let readerTID = try #require(reader.tid)
         // Be sure the reader has entered the syscall before shutting down.
-        try #require(eventually { KernelThreadState.read(tid: readerTID)?.syscallName == "read" })
+        try waitFor { KernelThreadState.read(tid: readerTID)?.syscallName == "read" }
 
         let report = group.shutdown(timeout: .milliseconds(100))
         #expect(report.stuck == 2)
@@ -158,7 +159,7 @@ struct ThreadGroupTests {
         #expect(spinnerKernel.syscallNumber == nil)
         // CPU time keeps growing while it spins (clock ticks are 10 ms; give it time to show).
         let spinnerTID = try #require(spinner.tid)
-        #expect(eventually { (KernelThreadState.read(tid: spinnerTID)?.cpuTime ?? .zero) > spinnerKernel.cpuTime })
+        try waitFor { (KernelThreadState.read(tid: spinnerTID)?.cpuTime ?? .zero) > spinnerKernel.cpuTime }
         #expect(report.description.contains("blocked-reader"))
         #expect(report.description.contains("in read"))
     }
@@ -228,7 +229,7 @@ struct ThreadGroupTests {
         for i in 0..<50 {
             handles.append(try group.spawn(name: "short-\(i)") { _ in })
         }
-        try #require(eventually { handles.allSatisfy { !$0.isAlive } })
+        try waitFor { handles.allSatisfy { !$0.isAlive } }
         #expect(group.aliveThreads.isEmpty)
         #expect(group.state.withLock { $0.threads.isEmpty })
         // The next spawn reaps what ended.
@@ -265,7 +266,7 @@ struct ThreadGroupTests {
             spawned.increment()
             _ = token.wait(until: .now.advanced(by: .seconds(60)))
         }
-        try #require(eventually { spawned.count == 1 })
+        try waitFor { spawned.count == 1 }
         #expect(childGroup.withLock { $0 } == "outer")
         #expect(group.aliveThreads.count == 2)
         #expect(group.shutdown(timeout: .seconds(30)).joined == 2)
@@ -345,7 +346,7 @@ struct ThreadGroupTests {
     }
 }
 
-@Suite("Scopes")
+@Suite("Scopes", .managedThreads)
 struct ScopeTests {
     @Test("a scope's end stops and joins what was spawned inside it; scopes nest and restore")
     func nestedScopes() throws {
@@ -383,7 +384,7 @@ struct ScopeTests {
     }
 }
 
-@Suite("ThreadAudit")
+@Suite("ThreadAudit", .managedThreads)
 struct ThreadAuditTests {
     @Test("finds a thread started with a raw pthread_create and marks it unmanaged; managed threads are marked")
     func rawThreadFound() throws {
@@ -404,7 +405,7 @@ struct ThreadAuditTests {
             pthread_join(raw, nil)
             _ = group.shutdown(timeout: .seconds(30))
         }
-        try #require(eventually { managed.tid != nil && ThreadAudit.snapshot().contains { $0.name == "raw-intruder" } })
+        try waitFor { managed.tid != nil && ThreadAudit.snapshot().contains { $0.name == "raw-intruder" } }
         let snapshot = ThreadAudit.snapshot()
         let intruder = try #require(snapshot.first { $0.name == "raw-intruder" })
         #expect(!intruder.isManaged)
