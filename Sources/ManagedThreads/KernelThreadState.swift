@@ -47,6 +47,8 @@ public struct KernelThreadState: Sendable, Hashable, Codable, CustomStringConver
     /// CPU time consumed, user plus system.
     public var cpuTime: Duration { .nanoseconds(cpuTimeNanoseconds) }
 
+    /// One line for reports: state, system call, wait channel and CPU time, for example
+    /// `S (sleeping), in read, wchan anon_pipe_read, cpu 0.0ms`.
     public var description: String {
         var parts = ["\(state) (\(stateName))"]
         if let syscallName { parts.append("in \(syscallName)") }

@@ -13,6 +13,7 @@ public struct ThreadOptions: Sendable, Hashable {
         public static let pooled = StackAllocation(pooled: true)
         /// glibc allocates the stack (and caches or unmaps it at join), as for a raw pthread.
         public static let system = StackAllocation(pooled: false)
+        /// `pooled` or `system`.
         public var description: String { pooled ? "pooled" : "system" }
     }
 
@@ -36,10 +37,12 @@ public struct ThreadOptions: Sendable, Hashable {
     /// glibc's default thread stack size here: the soft RLIMIT_STACK, or 8 MiB.
     public static let defaultStackSize = Memory.defaultThreadStackSize
 
-    /// The smallest accepted stack: glibc's PTHREAD_STACK_MIN (16 KiB on x86_64, 128 KiB on aarch64).
+    // The smallest accepted stack: glibc's PTHREAD_STACK_MIN (16 KiB on x86_64, 128 KiB on aarch64).
     #if arch(arm64)
+    /// The smallest accepted stack: glibc's PTHREAD_STACK_MIN here (128 KiB).
     public static let minimumStackSize = 128 * 1024
     #else
+    /// The smallest accepted stack: glibc's PTHREAD_STACK_MIN here (16 KiB).
     public static let minimumStackSize = 16 * 1024
     #endif
     /// The largest accepted stack (1 GiB).
@@ -295,6 +298,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     /// stop was requested — a stuck thread that never did is ignoring its token.
     public var acknowledgedStop: Bool { stop.acknowledged.load(ordering: .relaxed) }
 
+    /// Name, tid and whether the thread is alive, exited or joined.
     public var description: String {
         let state = isJoined ? "joined" : isAlive ? "alive" : "exited"
         return "ManagedThread(\(name.debugDescription), tid: \(tid.map(String.init) ?? "-"), \(state))"

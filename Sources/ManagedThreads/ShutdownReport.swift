@@ -43,6 +43,9 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
         /// Time from the stop request to the report.
         public var sinceStop: Duration? { sinceStopNanoseconds.map { .nanoseconds($0) } }
 
+        /// One line for reports: status, name, tid and purpose; for a stuck or orphaned thread also
+        /// the time since the stop, whether the token was checked and the kernel's view; the
+        /// body's error if it threw.
         public var description: String {
             var text = "\(status) \(name.debugDescription)"
             if let tid { text += " tid \(tid)" }
@@ -141,6 +144,8 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
     /// The entries of every orphaned background thread.
     public var orphanedThreads: [ThreadEntry] { root.allEntries.filter { $0.status == .orphaned } }
 
+    /// The report as text: a summary line with the counts and timings, then the tree of groups,
+    /// each with its joined count and an indented line per ``ThreadEntry``.
     public var description: String {
         var lines = [
             "shutdown of \(groupPath) (\(policy), timeout \(timeout.formattedMilliseconds)): "

@@ -2,8 +2,11 @@
 public struct StopReason: Sendable, Hashable, Codable, CustomStringConvertible {
     /// The category of the request.
     public struct Kind: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+        /// The category's name, as it appears in reports and JSON (`"shutdown"`, `"deadline"`, …).
         public let rawValue: String
+        /// Creates a category from its name; use it for categories of your own beside the ones below.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// The category's name, ``rawValue``.
         public var description: String { rawValue }
 
         /// Somebody called `requestStop` without saying more.
@@ -42,6 +45,7 @@ public struct StopReason: Sendable, Hashable, Codable, CustomStringConvertible {
     /// A user-defined reason with a message.
     public static func user(_ message: String) -> StopReason { StopReason(.user, message: message) }
 
+    /// The kind, then the message if there is one: `shutdown` or `user: config reloaded`.
     public var description: String {
         message.map { "\(kind): \($0)" } ?? kind.rawValue
     }

@@ -14,6 +14,7 @@ public enum ThreadAudit {
         /// Whether the thread is a running ``ManagedThread``.
         public var isManaged: Bool
 
+        /// `tid "name" state`, followed by `managed` for a managed thread.
         public var description: String {
             "\(tid) \(name.debugDescription) \(state)\(isManaged ? " managed" : "")"
         }

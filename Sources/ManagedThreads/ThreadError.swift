@@ -8,6 +8,7 @@ public struct ThreadError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let raw: String
         private init(_ raw: String) { self.raw = raw }
+        /// The code's name, such as `systemCall` or `groupStopped`.
         public var description: String { raw }
 
         /// A system call failed; ``ThreadError/call`` and ``ThreadError/errno`` say which and how.
@@ -41,6 +42,8 @@ public struct ThreadError: Error, Sendable, Hashable, CustomStringConvertible {
         self.errno = errno
     }
 
+    /// The error for a log line: for a failed system call `call failed: ENAME (libc's text): message`,
+    /// otherwise `code: message`.
     public var description: String {
         if let call, let errno {
             return "\(call) failed: \(Errno.name(errno)) (\(Errno.describe(errno))): \(message)"

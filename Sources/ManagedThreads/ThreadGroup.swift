@@ -17,7 +17,7 @@ import Synchronization
 /// ```
 ///
 /// A group owns threads, child groups and adopted ``ThreadOwner`` components. Threads that end on
-/// their own leave the group. ``shutdown(until:policy:)`` signals everything below the group at
+/// their own leave the group. ``shutdown(until:policy:)-2d25y`` signals everything below the group at
 /// once, joins under one absolute deadline split by a ``ShutdownPolicy``, and returns a
 /// ``ShutdownReport``. Shutdown is idempotent; spawning into a stopped group throws
 /// ``ThreadError/Code/groupStopped``.
@@ -44,7 +44,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         instruments: Instruments(
             groupPath: "root", logger: Logger(label: Instruments.defaultLoggerLabel), metricsFactory: MetricsSystem.factory))
 
-    /// The group in effect for this task or thread: the innermost ``withThreadGroup(_:timeout:policy:_:)``
+    /// The group in effect for this task or thread: the innermost ``withThreadGroup(_:timeout:policy:_:)-921ub``
     /// scope, the group of the managed thread running this code, or ``root``.
     public static var current: ThreadGroup { scoped ?? root }
 
@@ -52,7 +52,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
 
     /// Runs `body` with this group as ``current``: threads spawned through `ThreadGroup.current`
     /// inside it (on this thread, or in tasks it starts) land here. Unlike
-    /// ``withThreadGroup(_:timeout:policy:_:)``, stops nothing when `body` returns.
+    /// ``withThreadGroup(_:timeout:policy:_:)-921ub``, stops nothing when `body` returns.
     public func withCurrent<R>(_ body: () throws -> R) rethrows -> R {
         try Self.$scoped.withValue(self, operation: body)
     }
@@ -123,6 +123,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         self.instruments = instruments
     }
 
+    /// The group's path and how many threads below it are alive.
     public var description: String {
         "ThreadGroup(\(path.debugDescription), \(aliveThreads.count) alive)"
     }
@@ -131,7 +132,12 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
 
     /// Starts a thread owned by this group; see ``ManagedThread/spawn(name:purpose:options:_:)``.
     /// Threads spawned from inside its body default to this group (``current``).
-    /// - Parameter stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
+    /// - Parameters:
+    ///   - name: the full name; must not be empty or contain NUL.
+    ///   - purpose: what the thread is for, shown in status dumps and reports.
+    ///   - options: stack size, stack allocation and the background flag.
+    ///   - stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
+    ///   - body: the work; it should return soon after its token reports a stop.
     /// - Throws: ``ThreadError/Code/groupStopped`` once a stop was requested, or what
     ///   `ManagedThread.spawn` throws.
     @discardableResult
@@ -297,6 +303,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         /// Whether it is a background thread.
         public var isBackground: Bool
 
+        /// One line: path, name, state, tid, age, background flag and purpose.
         public var description: String {
             "\(groupPath)/\(name) [\(state)] tid \(tid.map(String.init) ?? "-") age \(age.formattedMilliseconds)"
                 + (isBackground ? " background" : "") + (purpose.map { " — \($0)" } ?? "")
@@ -323,7 +330,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     // MARK: Stopping
 
     /// Signals every thread and member below this group to stop, without waiting, and refuses
-    /// new spawns. ``shutdown(until:policy:)`` does this and then joins.
+    /// new spawns. ``shutdown(until:policy:)-2d25y`` does this and then joins.
     public func requestStop(reason: StopReason) {
         let (first, threads, children) = state.withLock { state in
             let first = state.phase == .running
@@ -343,7 +350,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         shutdown(until: deadline, policy: .shared).root
     }
 
-    /// Stops everything below this group and joins it within `timeout`; see ``shutdown(until:policy:)``.
+    /// Stops everything below this group and joins it within `timeout`; see ``shutdown(until:policy:)-2d25y``.
     @available(*, noasync, message: "blocks the calling thread; use the async shutdown")
     @discardableResult
     public func shutdown(timeout: Duration, policy: ShutdownPolicy = .shared) -> ShutdownReport {
@@ -449,7 +456,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
 
 extension ThreadGroup {
     /// Shuts down without blocking a Swift concurrency thread: the joins run on a dedicated
-    /// thread. Same semantics as ``shutdown(until:policy:)``.
+    /// thread. Same semantics as the blocking ``shutdown(until:policy:)-2d25y``.
     public func shutdown(until deadline: ContinuousClock.Instant, policy: ShutdownPolicy = .shared) async -> ShutdownReport {
         await withCheckedContinuation { (continuation: CheckedContinuation<ShutdownReport, Never>) in
             do {
@@ -495,7 +502,7 @@ public func withThreadGroup<R>(
     return (value, group.shutdown(timeout: timeout, policy: policy))
 }
 
-/// Async form of ``withThreadGroup(_:timeout:policy:_:)``.
+/// Async form of ``withThreadGroup(_:timeout:policy:_:)-921ub``.
 @discardableResult
 public func withThreadGroup<R>(
     _ name: String, timeout: Duration = .seconds(10), policy: ShutdownPolicy = .shared,

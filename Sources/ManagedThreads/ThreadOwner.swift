@@ -2,7 +2,7 @@
 /// (a `Controller` or `Worker` type that runs threads or other work of its own).
 ///
 /// A group stops an owner in two steps, so that one deadline can be shared by a whole tree:
-/// first ``requestStop(reason:)`` everywhere (cheap, no waiting), then ``join(until:)`` on each.
+/// first ``requestStop(reason:)`` everywhere (cheap, no waiting), then ``join(until:path:)`` on each.
 public protocol ThreadOwner: AnyObject, Sendable {
     /// A name for reports.
     var name: String { get }
@@ -35,5 +35,6 @@ public struct ShutdownPolicy: Sendable, Hashable, CustomStringConvertible {
     /// threads of one priority form one stage). For pipelines that must drain in order.
     public static let ordered = ShutdownPolicy(kind: .ordered)
 
+    /// The policy's name: `shared`, `fair` or `ordered` (as in ``ShutdownReport/policy``).
     public var description: String { kind.rawValue }
 }

@@ -151,6 +151,7 @@ public final class ThreadLeakCheck: Sendable {
             /// The report's line for it, or the audit's.
             public var detail: String
 
+            /// One sentence: the thread, its group, how it was left behind, and the details.
             public var description: String {
                 let place = groupPath.map { " in \($0)" } ?? ""
                 let what: String

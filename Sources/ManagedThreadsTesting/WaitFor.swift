@@ -15,6 +15,7 @@ public struct WaitForTimeout: Error, CustomStringConvertible, Sendable {
     /// The line of the wait.
     public var line: Int
 
+    /// Where, how long, and what was waited for.
     public var description: String {
         "\(fileID):\(line): timed out after \(timeout) waiting for \(what) (checked \(checks) times)"
     }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 
+/// Thin wrapper over `poll(2)`, imported from Glibc.
 enum Poll {
     /// Waits until one of `fds` is ready or `deadline` passes (nil: no deadline; callers in the
     /// library always pass one or include a descriptor that is certain to fire). EINTR is retried
