@@ -32,7 +32,7 @@ let package = Package(
         ),
         .target(
             name: "ManagedThreadsTesting",
-            dependencies: ["ManagedThreads"]
+            dependencies: ["ManagedThreads", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "ManagedThreadsTests",

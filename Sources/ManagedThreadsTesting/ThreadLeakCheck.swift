@@ -1,3 +1,4 @@
+import Logging
 import ManagedThreads
 #if canImport(Glibc)
 import Glibc
@@ -57,13 +58,18 @@ public final class ThreadLeakCheck: Sendable {
     public let options: Options
     private let threadsBefore: Set<Int32>
 
-    /// Creates a check with a fresh group below `ThreadGroup.current`.
+    /// Creates a check with a fresh group below `ThreadGroup.current`, logging to the current
+    /// group's logger from level warning up (stuck threads, failed bodies).
     /// - Parameter name: names the group (a `/` in it becomes `∕`); the test's name, usually.
     /// - Throws: ``ThreadError`` when the current group is stopped.
     public init(name: String, options: Options = Options()) throws(ThreadError) {
         var groupName = String(name.map { $0 == "/" ? "∕" : $0 })
         if groupName.isEmpty { groupName = "test" }
-        self.group = try ThreadGroup.current.makeChild(name: groupName)
+        // Routine events (a stop request and a summary per test) would drown a test log: the
+        // test's group logs from warning up, inheriting the current group's logger otherwise.
+        var logger = ThreadGroup.current.logger
+        if logger.logLevel < .warning { logger.logLevel = .warning }
+        self.group = try ThreadGroup.current.makeChild(name: groupName, logger: logger)
         self.options = options
         self.threadsBefore = options.auditProcess ? Set(ThreadAudit.snapshot().map(\.tid)) : []
     }
