@@ -42,11 +42,11 @@ final class ShutdownPlan {
         enum Snapshot {
             case ok([ThreadGroup.Member<ManagedThread>], [ManagedThread], [ThreadGroup.Member<any ThreadOwner>])
             case busy
-            case stopped(ShutdownReport.Node)
+            case stopped
         }
         let snapshot = group.state.withLock { state -> Snapshot in
             if !isRoot {
-                if let report = state.report { return .stopped(report.root) }
+                if state.report != nil { return .stopped }
                 if state.shutdownInProgress { return .busy }
                 state.shutdownInProgress = true
             }
@@ -60,8 +60,10 @@ final class ShutdownPlan {
                 state.children.values.sorted { $0.serial < $1.serial })
         }
         switch snapshot {
-        case .stopped(let node):
-            return .stopped(node)
+        case .stopped:
+            // Outside the lock (it reads the children's state too): the finished shutdown's
+            // report with what became of its stuck threads since. A report, once set, stays.
+            return .stopped(group.currentReportNode()!)
         case .busy:
             return .component(group, path: path)
         case .ok(let threads, let ended, let members):

@@ -84,6 +84,9 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         /// The group that adopted this one, if it was created parentless.
         weak var adoptedBy: ThreadGroup?
         var report: ShutdownReport?
+        /// Own threads still running when the shutdown finished, held weakly: a later shutdown
+        /// of a parent reports what became of them instead of the stale "stuck".
+        var lingering: [WeakThread] = []
         var nextSerial: UInt64 = 0
 
         mutating func serial() -> UInt64 {
@@ -433,12 +436,44 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             // The queue stays referenced (see installedQueue) but takes no more threads.
             state.exitQueue?.close()
             state.report = report
-            // Threads still listed are stuck; keep no references, so when they end their handles
-            // can go and ManagedThread's deinit detaches them.
+            // Threads still listed are stuck; keep no strong references, so when they end their
+            // handles can go and ManagedThread's deinit detaches them.
+            state.lingering = state.threads.values.map {
+                WeakThread(name: $0.value.name, tid: $0.value.tid, thread: $0.value)
+            }
             state.threads.removeAll()
             state.finished.removeAll()
         }
         completed.requestStop(reason: .shutdown)
+    }
+
+    /// This group's part of its finished shutdown's report, brought up to date: a thread reported
+    /// stuck or orphaned that has exited since is reported `joined` if it was joined, else
+    /// `exitedUnreaped`. Children are brought up to date the same way.
+    func currentReportNode() -> ShutdownReport.Node? {
+        let (node, lingering, children) = state.withLock { state in
+            (state.report?.root, state.lingering, state.children.values.compactMap { $0.value as? ThreadGroup })
+        }
+        guard var node else { return nil }
+        for index in node.entries.indices {
+            let entry = node.entries[index]
+            guard entry.status == .stuck || entry.status == .orphaned,
+                let record = lingering.first(where: { $0.name == entry.name && ($0.tid == nil || $0.tid == entry.tid) })
+            else { continue }
+            let thread = record.thread
+            if let thread, thread.isAlive { continue }
+            // Gone: joined by its owner, or exited and dropped (the stack pool's orphan list reaps it).
+            node.entries[index].status = thread?.isJoined == true ? .joined : .exitedUnreaped
+            node.entries[index].kernel = nil
+        }
+        for index in node.children.indices {
+            if let child = children.first(where: { $0.path == node.children[index].path }),
+                let fresh = child.currentReportNode()
+            {
+                node.children[index] = fresh
+            }
+        }
+        return node
     }
 
     /// For a caller that waited on another caller's shutdown and ran out of time: what is alive now.
@@ -517,4 +552,12 @@ public func withThreadGroup<R>(
         throw error
     }
     return (value, await group.shutdown(timeout: timeout, policy: policy))
+}
+
+/// A thread held weakly.
+struct WeakThread {
+    /// As the report shows it (a thread that never ran has no tid).
+    let name: String
+    let tid: Int32?
+    weak var thread: ManagedThread?
 }

@@ -104,4 +104,21 @@ struct RegressionTests {
         #expect(poll(&p, 1, 0) == 1)
         #expect(!thread.isStopRequested)
     }
+
+    @Test("a parent's shutdown reports what became of a child's stuck threads, not the child's stale report")
+    func staleChildReport() throws {
+        let parent = ThreadGroup(name: "stale-parent")
+        let child = try parent.makeChild(name: "stale-child")
+        let gate = Gate()
+        let straggler = try child.spawn(name: "straggler") { _ in gate.waitOpen() }
+        try waitFor { straggler.tid != nil }
+        let childReport = child.shutdown(timeout: .milliseconds(50))
+        #expect(childReport.stuckThreads.map(\.name) == ["straggler"])
+        gate.release()
+        #expect(try straggler.join(timeout: .seconds(30)))
+        #expect(child.shutdown(timeout: .seconds(1)) == childReport, "the child's own outcome stays as it was")
+        let report = parent.shutdown(timeout: .seconds(30))
+        #expect(report.isClean, "\(report)")
+        #expect(report.root.allEntries.first { $0.name == "straggler" }?.status == .joined)
+    }
 }
