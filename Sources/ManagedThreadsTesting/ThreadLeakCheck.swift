@@ -91,16 +91,12 @@ public final class ThreadLeakCheck: Sendable {
     public func finish() -> Outcome {
         let alive = group.aliveThreads
         let report = group.shutdown(timeout: options.timeout)
-        var strangers: [ThreadAudit.Entry] = []
-        if options.auditProcess {
-            let deadline = ContinuousClock.now.advanced(by: options.linger)
-            var pause = Duration.microseconds(200)
-            while true {
-                strangers = newThreads()
-                if strangers.isEmpty || ContinuousClock.now >= deadline { break }
-                blockingPause(pause)
-                pause = min(pause * 2, .milliseconds(20))
-            }
+        // Threads on their way out get the linger to go (the same backoff as waitFor's).
+        var strangers = newThreads()
+        var backoff = Backoff(timeout: options.linger)
+        while !strangers.isEmpty, let pause = backoff.next() {
+            blockingPause(pause)
+            strangers = newThreads()
         }
         return Outcome(alive: alive, report: report, strangers: strangers, options: options)
     }
@@ -110,22 +106,19 @@ public final class ThreadLeakCheck: Sendable {
     public func finish() async -> Outcome {
         let alive = group.aliveThreads
         let report = await group.shutdown(timeout: options.timeout)
-        var strangers: [ThreadAudit.Entry] = []
-        if options.auditProcess {
-            let deadline = ContinuousClock.now.advanced(by: options.linger)
-            var pause = Duration.microseconds(200)
-            while true {
-                strangers = newThreads()
-                if strangers.isEmpty || ContinuousClock.now >= deadline { break }
-                try? await Task.sleep(for: pause)
-                pause = min(pause * 2, .milliseconds(20))
-            }
+        var strangers = newThreads()
+        var backoff = Backoff(timeout: options.linger)
+        while !strangers.isEmpty, let pause = backoff.next() {
+            try? await Task.sleep(for: pause)
+            strangers = newThreads()
         }
         return Outcome(alive: alive, report: report, strangers: strangers, options: options)
     }
 
+    /// OS threads that were not there when the check began (none without the process audit).
     private func newThreads() -> [ThreadAudit.Entry] {
-        ThreadAudit.snapshot().filter { !threadsBefore.contains($0.tid) }
+        guard options.auditProcess else { return [] }
+        return ThreadAudit.snapshot().filter { !threadsBefore.contains($0.tid) }
     }
 
     /// What a check found.
