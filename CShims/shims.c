@@ -6,6 +6,9 @@
 #include "CShims.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -63,4 +66,69 @@ int cshims_futex_wait(uint32_t *addr, uint32_t expected, const struct timespec *
 
 int cshims_futex_wake(uint32_t *addr, int count) {
     return (int)syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+}
+
+int cshims_tgkill(pid_t tid, int sig) {
+    return (int)syscall(SYS_tgkill, getpid(), tid, sig);
+}
+
+// One forwarding target per signal number; read in signal context, so lock-free atomics only.
+static _Atomic pid_t cshims_forward_targets[_NSIG];
+
+static void cshims_forward_handler(int sig) {
+    int saved = errno;
+    if (sig > 0 && sig < _NSIG) {
+        pid_t target = atomic_load(&cshims_forward_targets[sig]);
+        if (target > 0) {
+            syscall(SYS_tgkill, getpid(), target, sig);
+        }
+    }
+    errno = saved;
+}
+
+static void cshims_interrupt_handler(int sig) {
+    (void)sig;
+}
+
+static int cshims_install(int sig, void (*handler)(int), int flags, struct sigaction *previous) {
+    if (sig <= 0 || sig >= _NSIG) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = handler;
+    action.sa_flags = flags;
+    sigfillset(&action.sa_mask);
+    return sigaction(sig, &action, previous);
+}
+
+int cshims_signal_install_forwarder(int sig, struct sigaction *previous) {
+    return cshims_install(sig, cshims_forward_handler, SA_RESTART, previous);
+}
+
+int cshims_signal_set_forward_target(int sig, pid_t tid) {
+    if (sig <= 0 || sig >= _NSIG) {
+        errno = EINVAL;
+        return -1;
+    }
+    atomic_store(&cshims_forward_targets[sig], tid);
+    return 0;
+}
+
+int cshims_signal_install_interrupter(int sig, struct sigaction *previous) {
+    return cshims_install(sig, cshims_interrupt_handler, 0, previous);
+}
+
+int cshims_signal_restore(int sig, const struct sigaction *previous) {
+    return sigaction(sig, previous, NULL);
+}
+
+int cshims_signal_is_ours(int sig) {
+    struct sigaction current;
+    if (sig <= 0 || sig >= _NSIG || sigaction(sig, NULL, &current) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return current.sa_handler == cshims_forward_handler || current.sa_handler == cshims_interrupt_handler;
 }

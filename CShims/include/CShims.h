@@ -8,16 +8,18 @@
 #define CSHIMS_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/types.h>
 #include <time.h>
 
-// sys/eventfd.h and sys/timerfd.h are not part of Swift's Glibc module; including them here lets
-// Swift import eventfd(2) and timerfd_*(2) directly, with no wrapper.
+// sys/eventfd.h, sys/signalfd.h and sys/timerfd.h are not part of Swift's Glibc module; including
+// them here lets Swift import eventfd(2), signalfd(2) and timerfd_*(2) directly, with no wrapper.
 
 #ifdef __cplusplus
 extern "C" {
@@ -65,6 +67,39 @@ int cshims_futex_wait(uint32_t *_Nonnull addr, uint32_t expected,
 
 /// FUTEX_WAKE_PRIVATE: wakes up to `count` waiters on `addr`. Returns the number woken, or -1.
 int cshims_futex_wake(uint32_t *_Nonnull addr, int count);
+
+/// `tgkill(2)`: sends `sig` to one thread of this process. `syscall(2)` is variadic, so Swift
+/// cannot call it. Returns 0, or -1 with errno (ESRCH: the thread is gone).
+int cshims_tgkill(pid_t tid, int sig);
+
+/// Installs, for `sig`, a handler that forwards the signal to the thread set with
+/// `cshims_signal_set_forward_target` (with `tgkill`, which is async-signal-safe), and stores the
+/// previous action in `previous`. Exists because a `struct sigaction` holds its handler in a union
+/// Swift cannot set, and the handler itself must be C (it runs in signal context).
+///
+/// Why forward: a process-directed signal goes to any thread that does not block it. A thread
+/// started before the signals were blocked (by Dispatch, a C library, the test runner) would
+/// otherwise take the default action, which for SIGTERM ends the process. Forwarded, the signal
+/// becomes pending on the target thread, which blocks it and reads it from its signalfd.
+/// The handler uses SA_RESTART, so the thread it lands on sees no EINTR.
+/// Returns 0, or -1 with errno (EINVAL).
+int cshims_signal_install_forwarder(int sig, struct sigaction *_Nonnull previous);
+
+/// Sets (tid > 0) or clears (0) the thread the forwarding handler for `sig` sends to. With no
+/// target the handler drops the signal. Returns 0, or -1 with errno EINVAL for a bad `sig`.
+int cshims_signal_set_forward_target(int sig, pid_t tid);
+
+/// Installs, for `sig`, a handler that does nothing and is installed *without* SA_RESTART, so
+/// that delivering `sig` to a thread makes the blocking system call it sits in fail with EINTR.
+/// The previous action goes to `previous`. Returns 0, or -1 with errno (EINVAL).
+int cshims_signal_install_interrupter(int sig, struct sigaction *_Nonnull previous);
+
+/// Puts back an action saved by one of the install functions. Returns 0, or -1 with errno.
+int cshims_signal_restore(int sig, const struct sigaction *_Nonnull previous);
+
+/// Whether the installed action for `sig` is still one of this library's handlers (1) or not (0);
+/// -1 with errno on a bad `sig`. Lets a caller notice that someone replaced the handler.
+int cshims_signal_is_ours(int sig);
 
 // Sequentially consistent atomics on a futex word. Swift's `Atomic` cannot hand out the address
 // the futex syscall needs, so the word lives in plain memory and is accessed only through these.

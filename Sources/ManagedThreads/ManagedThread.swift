@@ -217,7 +217,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         handleValue.store(UInt(pthread_self()), ordering: .releasing)
         let tid = PThread.currentTID
         tidValue.store(tid, ordering: .releasing)
-        ManagedThreadRegistry.insert(tid)
+        ManagedThreadRegistry.insert(tid, .init(name: name, groupPath: group?.path))
         try? PThread.setCurrentName(kernelName)  // a name is a diagnostic aid, never a reason to fail
         instruments.threadStarted(self, tid: tid)
         let error: (any Error)?
@@ -400,12 +400,18 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     }
 }
 
-/// The kernel ids of managed threads that are running, for ``ThreadAudit``.
+/// The managed threads that are running, by kernel id, for ``ThreadAudit`` and ``ExitAudit``.
 enum ManagedThreadRegistry {
-    private static let tids = Mutex<Set<pid_t>>([])
-    static func insert(_ tid: pid_t) { _ = tids.withLock { $0.insert(tid) } }
-    static func remove(_ tid: pid_t) { _ = tids.withLock { $0.remove(tid) } }
-    static func contains(_ tid: pid_t) -> Bool { tids.withLock { $0.contains(tid) } }
+    struct Info: Sendable {
+        var name: String
+        /// nil for a thread outside any group.
+        var groupPath: String?
+    }
+    private static let threads = Mutex<[pid_t: Info]>([:])
+    static func insert(_ tid: pid_t, _ info: Info) { threads.withLock { $0[tid] = info } }
+    static func remove(_ tid: pid_t) { _ = threads.withLock { $0.removeValue(forKey: tid) } }
+    static func contains(_ tid: pid_t) -> Bool { threads.withLock { $0[tid] != nil } }
+    static func snapshot() -> [pid_t: Info] { threads.withLock { $0 } }
 }
 
 /// The pthread start routine: takes back the reference `spawn` retained for the thread.

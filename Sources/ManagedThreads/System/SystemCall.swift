@@ -24,6 +24,11 @@ enum SystemCall: String, Sendable, CaseIterable {
     case munmap = "munmap"
     case getrlimit = "getrlimit"
     case setrlimit = "setrlimit"
+    case pthreadSigmask = "pthread_sigmask"
+    case sigaction = "sigaction"
+    case signalfd = "signalfd"
+    case signalfdRead = "read(signalfd)"
+    case tgkill = "tgkill"
 
     /// A hint for a person reading the error.
     func advice(for errno: Int32) -> String {
