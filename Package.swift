@@ -8,12 +8,16 @@ let package = Package(
         // Test support only: the leak-check trait, the XCTest base class, waitFor. The core does
         // not depend on it (or on Testing/XCTest).
         .library(name: "ManagedThreadsTesting", targets: ["ManagedThreadsTesting"]),
+        // A ThreadGroup as a swift-service-lifecycle Service, for servers built on ServiceGroup.
+        .library(name: "ManagedThreadsServiceLifecycle", targets: ["ManagedThreadsServiceLifecycle"]),
     ],
     dependencies: [
         // 1.16 for the LogEvent-based LogHandler the tests implement.
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         // 2.13 for metrics created with an explicit factory (per-group factories, no global bootstrap).
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        // Only the ManagedThreadsServiceLifecycle target uses it.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // The only C in the package: what Swift cannot import or call safely.
@@ -34,6 +38,14 @@ let package = Package(
             name: "ManagedThreadsTesting",
             dependencies: ["ManagedThreads", .product(name: "Logging", package: "swift-log")]
         ),
+        .target(
+            name: "ManagedThreadsServiceLifecycle",
+            dependencies: [
+                "ManagedThreads",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(
             name: "ManagedThreadsTests",
             dependencies: [
@@ -45,6 +57,14 @@ let package = Package(
         .testTarget(
             name: "ManagedThreadsTestingTests",
             dependencies: ["ManagedThreads", "ManagedThreadsTesting", "CShims"]
+        ),
+        .testTarget(
+            name: "ManagedThreadsServiceLifecycleTests",
+            dependencies: [
+                "ManagedThreads", "ManagedThreadsTesting", "ManagedThreadsServiceLifecycle",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

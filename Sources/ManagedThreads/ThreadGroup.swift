@@ -282,9 +282,10 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     // MARK: Inspection
 
     /// Alive threads of this group and every group below it.
+    /// Threads a finished shutdown reported stuck stay listed here until they end.
     public var aliveThreads: [ManagedThread] {
         let (own, children) = state.withLock { state in
-            (state.threads.values.map(\.value), state.children.values.map(\.value))
+            (state.threads.values.map(\.value) + state.lingering.compactMap(\.thread), state.children.values.map(\.value))
         }
         return own.filter(\.isAlive) + children.compactMap { $0 as? ThreadGroup }.flatMap(\.aliveThreads)
     }
