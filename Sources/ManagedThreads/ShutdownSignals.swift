@@ -113,7 +113,7 @@ public final class ShutdownSignals: Sendable {
     ///   - group: the group to shut down; ``ThreadGroup/root`` by default.
     ///   - options: signals, deadline, policy and what a second signal does.
     ///   - onShutdown: called with the report once the shutdown returns, on the thread that ran
-    ///     it; nil writes the report to standard error. ``waitForShutdown()`` returns after it.
+    ///     it; nil writes the report to standard error. ``waitForShutdown()-7eno4`` returns after it.
     /// - Returns: the watcher.
     /// - Throws: ``ThreadError/Code/invalidArgument`` for an empty or invalid signal list;
     ///   ``ThreadError/Code/invalidState`` if another watcher already handles one of the
@@ -331,7 +331,7 @@ public final class ShutdownSignals: Sendable {
         return report
     }
 
-    /// Like ``waitForShutdown()``, giving up at `deadline`: nil if no signal's shutdown finished by then.
+    /// Like ``waitForShutdown()-7eno4``, giving up at `deadline`: nil if no signal's shutdown finished by then.
     @available(*, noasync, message: "blocks the calling thread; use the async waitForShutdown")
     public func waitForShutdown(until deadline: ContinuousClock.Instant) -> ShutdownReport? {
         _ = done.wait(until: deadline)
