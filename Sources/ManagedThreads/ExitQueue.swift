@@ -19,6 +19,61 @@ final class ExitQueue: Sendable {
 
     deinit { word.deallocate() }
 
+    // MARK: Deadline extensions
+
+    private struct Extensions {
+        var base: ContinuousClock.Instant?
+        var until: ContinuousClock.Instant?
+        var closed = false
+        var records: [ObjectIdentifier: (name: String, path: String, until: ContinuousClock.Instant, requests: Int)] = [:]
+        var order: [ObjectIdentifier] = []
+    }
+
+    private let extensions = Mutex(Extensions())
+
+    /// Starts taking extension requests for a shutdown whose deadline is `base`.
+    func openExtensions(base: ContinuousClock.Instant) {
+        extensions.withLock { $0.base = base }
+    }
+
+    /// The latest grant, if any thread got one.
+    var extendedDeadline: ContinuousClock.Instant? {
+        extensions.withLock { $0.until }
+    }
+
+    /// Grants `thread` up to `more` from now, but never past the shutdown's deadline plus `cap`.
+    /// Returns the time granted from now (zero when nothing can be granted).
+    func extend(_ thread: ManagedThread, groupPath: String, cap: Duration, more: Duration) -> Duration {
+        let now = ContinuousClock.now
+        return extensions.withLock { state -> Duration in
+            guard !state.closed, let base = state.base, cap > .zero else { return .zero }
+            let limit = base.advanced(by: cap)
+            let wanted = min(now.advanced(by: more), limit)
+            let id = ObjectIdentifier(thread)
+            var record = state.records[id] ?? (thread.name, groupPath, base, 0)
+            record.requests += 1
+            record.until = max(record.until, wanted)
+            if state.records[id] == nil { state.order.append(id) }
+            state.records[id] = record
+            state.until = max(state.until ?? base, record.until)
+            return max(.zero, now.duration(to: record.until))
+        }
+    }
+
+    /// Stops granting and returns the latest grant and one record per thread that asked.
+    func closeExtensions() -> (until: ContinuousClock.Instant?, records: [ShutdownReport.Extension]) {
+        extensions.withLock { state in
+            state.closed = true
+            let records = state.order.compactMap { state.records[$0] }.map { record in
+                ShutdownReport.Extension(
+                    name: record.name, groupPath: record.path,
+                    grantedNanoseconds: max(0, (state.base ?? record.until).duration(to: record.until).nanosecondsClamped),
+                    requests: record.requests)
+            }
+            return (state.until, records)
+        }
+    }
+
     /// After the shutdown: later pushes are dropped (so no thread is kept alive by a queue nobody
     /// drains), and whatever is queued is released.
     func close() {

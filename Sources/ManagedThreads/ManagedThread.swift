@@ -125,6 +125,15 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         self.stop = StopState()
         self.life = .allocate(Self.running)
         self.body = body
+        self.stop.owner = self
+    }
+
+    /// See ``StopToken/requestExtension(_:)``.
+    func requestExtension(_ more: Duration) -> Duration {
+        guard let group, let queue = group.installedQueue.load(ordering: .acquiring)?.takeUnretainedValue() else {
+            return .zero
+        }
+        return queue.extend(self, groupPath: group.path, cap: group.extensionCap, more: more)
     }
 
     deinit {
@@ -219,6 +228,9 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         tidValue.store(tid, ordering: .releasing)
         ManagedThreadRegistry.insert(tid, .init(name: name, groupPath: group?.path))
         try? PThread.setCurrentName(kernelName)  // a name is a diagnostic aid, never a reason to fail
+        // A thread spawned from a Dispatch or concurrency-pool thread inherits a mask that blocks
+        // nearly every signal; the escalation's interrupt signals must get through.
+        Escalation.unblockInterruptSignals()
         instruments.threadStarted(self, tid: tid)
         let error: (any Error)?
         if let group {

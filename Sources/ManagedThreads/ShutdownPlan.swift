@@ -158,7 +158,17 @@ final class ShutdownPlan {
 /// The joining half of a shutdown: applies a policy over a ``ShutdownPlan`` and records outcomes.
 struct ShutdownRun {
     let queue: ExitQueue
-    let deadline: ContinuousClock.Instant
+    /// The deadline the caller gave.
+    let baseDeadline: ContinuousClock.Instant
+    /// The deadline in force: the caller's, or later if a thread was granted an extension.
+    var deadline: ContinuousClock.Instant {
+        guard let extended = queue.extendedDeadline else { return baseDeadline }
+        return max(baseDeadline, extended)
+    }
+    /// Threads the escalation's interrupt step signalled.
+    var interrupted: Set<ObjectIdentifier> = []
+    /// Whether threads still running at the end are reported abandoned rather than stuck.
+    var abandonStuck = false
     /// The whole time allowed, for sizing the report reserve.
     let timeout: Duration
     let callerTID = PThread.currentTID
@@ -168,7 +178,7 @@ struct ShutdownRun {
 
     init(queue: ExitQueue, deadline: ContinuousClock.Instant) {
         self.queue = queue
-        self.deadline = deadline
+        self.baseDeadline = deadline
         self.timeout = ContinuousClock.now.duration(to: deadline)
     }
 
@@ -208,8 +218,11 @@ struct ShutdownRun {
                 seenExited.insert(id)
                 if pending.removeValue(forKey: id) != nil { reap(thread) }
             }
+            // A stage that runs to the shutdown's deadline runs to an extended one too.
+            let deadline = self.deadline
+            let stageEnd = stageDeadline >= baseDeadline ? deadline : stageDeadline
             let reserveStart = deadline.advanced(by: .zero - reportReserve(pending: pending.count))
-            let waitUntil = min(stageDeadline, reserveStart)
+            let waitUntil = min(stageEnd, reserveStart)
             if pending.isEmpty { break }
             if ContinuousClock.now >= waitUntil {
                 if waitUntil == reserveStart && reserveStartedAt == nil { reserveStartedAt = waitUntil }
@@ -351,13 +364,16 @@ struct ShutdownRun {
             if status != .joined && now < deadline && !thread.isAlive && (try? thread.join(until: now)) == true {
                 status = .joined  // ended inside the report reserve
             }
+            if status == .stuck && abandonStuck { status = .abandoned }
             if status == .joined && thread.error == nil {
                 joined += 1
             } else {
                 let alive = status == .stuck || status == .orphaned
                 let withKernel = alive && kernelViewsTaken < Self.kernelViewLimit
                 if withKernel { kernelViewsTaken += 1 }
-                entries.append(Self.entry(for: thread, status: status, path: plan.path, now: now, kernelView: withKernel))
+                var entry = Self.entry(for: thread, status: status, path: plan.path, now: now, kernelView: withKernel)
+                entry.interrupted = interrupted.contains(ObjectIdentifier(thread))
+                entries.append(entry)
             }
         }
         var children: [ShutdownReport.Node] = []
@@ -377,7 +393,7 @@ struct ShutdownRun {
         for thread: ManagedThread, status: ShutdownReport.Status, path: String, now: ContinuousClock.Instant,
         kernelView: Bool = true
     ) -> ShutdownReport.ThreadEntry {
-        let alive = kernelView && (status == .stuck || status == .orphaned)
+        let alive = kernelView && (status == .stuck || status == .orphaned || status == .abandoned)
         return ShutdownReport.ThreadEntry(
             name: thread.name, groupPath: path, purpose: thread.purpose, tid: thread.tid, status: status,
             acknowledged: thread.acknowledgedStop,

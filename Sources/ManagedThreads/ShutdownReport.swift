@@ -16,6 +16,29 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
         /// Its body ended, but the kernel thread had not finished exiting by the deadline; it is
         /// reaped later.
         case exitedUnreaped
+        /// Still running at the deadline and given up on by an ``Escalation/Final/abandon``
+        /// policy: leaked on purpose, not waited for again.
+        case abandoned
+    }
+
+    /// More time a thread asked for with ``StopToken/requestExtension(_:)`` during the shutdown.
+    public struct Extension: Sendable, Hashable, Codable, CustomStringConvertible {
+        /// The thread's full name.
+        public var name: String
+        /// Its group's path.
+        public var groupPath: String
+        /// How far past the shutdown's deadline its last grant reaches, in nanoseconds.
+        public var grantedNanoseconds: Int64
+        /// How many times it asked.
+        public var requests: Int
+
+        /// How far past the deadline its grant reaches.
+        public var granted: Duration { .nanoseconds(grantedNanoseconds) }
+
+        /// `"name" in path: +Nms past the deadline (k requests)`.
+        public var description: String {
+            "\(name.debugDescription) in \(groupPath): +\(granted.formattedMilliseconds) past the deadline (\(requests) requests)"
+        }
     }
 
     /// One thread that did not end cleanly (or whose body threw).
@@ -39,6 +62,8 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
         public var error: String?
         /// The kernel's view, for threads still alive.
         public var kernel: KernelThreadState?
+        /// Whether the shutdown's interrupt step (see ``Escalation``) sent it the signal.
+        public var interrupted: Bool = false
 
         /// Time from the stop request to the report.
         public var sinceStop: Duration? { sinceStopNanoseconds.map { .nanoseconds($0) } }
@@ -50,9 +75,10 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
             var text = "\(status) \(name.debugDescription)"
             if let tid { text += " tid \(tid)" }
             if let purpose { text += " (\(purpose))" }
-            if status == .stuck || status == .orphaned {
+            if status == .stuck || status == .orphaned || status == .abandoned {
                 if let sinceStop { text += ": stop asked \(sinceStop.formattedMilliseconds) ago" }
                 text += acknowledged ? ", token acknowledged" : ", token never checked"
+                if interrupted { text += ", interrupted" }
                 if let kernel { text += "; kernel: \(kernel)" }
             }
             if let error { text += "; threw \(error)" }
@@ -118,6 +144,11 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
     public var overshootNanoseconds: Int64
     /// The tree of groups and components.
     public var root: Node
+    /// Threads that asked for more time during the shutdown, and what they got.
+    public var extensions: [Extension] = []
+    /// Threads the interrupt step of an ``Escalation`` sent its signal to (joined ones included;
+    /// entries of the others say ``ThreadEntry/interrupted``).
+    public var interrupted: Int = 0
 
     /// Time allowed.
     public var timeout: Duration { .nanoseconds(timeoutNanoseconds) }
@@ -127,17 +158,19 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
     public var overshoot: Duration { .nanoseconds(overshootNanoseconds) }
 
     /// Threads handled by the shutdown (joined, stuck, orphaned, or exited but not yet reaped).
-    public var total: Int { joined + stuck + orphaned + root.count(.exitedUnreaped) }
+    public var total: Int { joined + stuck + orphaned + abandoned + root.count(.exitedUnreaped) }
     /// Threads that exited and were joined.
     public var joined: Int { root.joinedTotal }
     /// Threads (and components) still running at the deadline.
     public var stuck: Int { root.count(.stuck) }
     /// Background threads still running, not waited for.
     public var orphaned: Int { root.count(.orphaned) }
+    /// Threads given up on at the deadline by an ``Escalation/Final/abandon`` policy.
+    public var abandoned: Int { root.count(.abandoned) }
     /// Threads whose body threw.
     public var failed: Int { root.allEntries.filter { $0.error != nil }.count }
-    /// Whether everything stopped: nothing stuck.
-    public var isClean: Bool { stuck == 0 }
+    /// Whether everything stopped: nothing stuck or abandoned.
+    public var isClean: Bool { stuck == 0 && abandoned == 0 }
 
     /// The entries of every stuck thread, with their group paths.
     public var stuckThreads: [ThreadEntry] { root.allEntries.filter { $0.status == .stuck } }
@@ -149,7 +182,8 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
     public var description: String {
         var lines = [
             "shutdown of \(groupPath) (\(policy), timeout \(timeout.formattedMilliseconds)): "
-                + "\(total) threads, \(joined) joined, \(stuck) stuck, \(orphaned) orphaned, \(failed) failed; "
+                + "\(total) threads, \(joined) joined, \(stuck) stuck, \(orphaned) orphaned, \(failed) failed"
+                + (abandoned > 0 ? ", \(abandoned) abandoned" : "") + (interrupted > 0 ? ", \(interrupted) interrupted" : "") + "; "
                 + "took \(duration.formattedMilliseconds)"
                 + (overshootNanoseconds > 0 ? " (\(overshoot.formattedMilliseconds) past the deadline)" : ""),
         ]
@@ -161,6 +195,7 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
             for child in node.children { render(child, indent + "  ") }
         }
         render(root, "")
+        for item in extensions { lines.append("extension: \(item)") }
         return lines.joined(separator: "\n")
     }
 }

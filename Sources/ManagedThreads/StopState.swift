@@ -35,6 +35,11 @@ final class StopState: Sendable {
 
     let rare = Mutex<Rare>(Rare())
 
+    /// The thread whose token this is, for deadline extensions; nil for a ``StopSource``.
+    /// Written once by ``ManagedThread``'s initialiser, before the state is shared with any other
+    /// thread (pthread_create orders it), and only read afterwards.
+    nonisolated(unsafe) weak var owner: ManagedThread?
+
     init() {
         word = .allocate(Self.running)
     }

@@ -29,6 +29,21 @@ public struct StopToken: Sendable {
     /// Why the stop was requested, or nil while none has been.
     public var reason: StopReason? { state.reason }
 
+    /// Asks the shutdown that is stopping this thread for `more` time from now, because the
+    /// thread is making progress (draining a queue, finishing a write) and will end soon.
+    ///
+    /// The grant is bounded by the group's ``ThreadGroup/extensionCap`` past the shutdown's
+    /// deadline, shows in the report (``ShutdownReport/extensions``), and pushes the shutdown's
+    /// return back to at most that deadline plus the cap. Ask again to extend further, up to the
+    /// same cap. Nothing is granted (zero) outside a group shutdown, for a thread without a
+    /// group, for a ``StopSource``'s token, or with a cap of zero.
+    /// - Parameter more: the time wanted from now.
+    /// - Returns: the time granted from now, at most `more`; zero when nothing was granted.
+    public func requestExtension(_ more: Duration) -> Duration {
+        guard more > .zero, let thread = state.owner else { return .zero }
+        return thread.requestExtension(more)
+    }
+
     /// Blocks the calling thread until stop is requested or `timeout` elapses.
     ///
     /// This replaces `sleep`: it returns as soon as the stop is requested.

@@ -1,6 +1,9 @@
 import CoreMetrics
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A node in a tree of threads that stops as a whole, under one deadline.
 ///
@@ -88,6 +91,8 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         /// of a parent reports what became of them instead of the stale "stuck".
         var lingering: [WeakThread] = []
         var nextSerial: UInt64 = 0
+        /// See ``ThreadGroup/extensionCap``.
+        var extensionCap: Duration = .zero
 
         mutating func serial() -> UInt64 {
             nextSerial += 1
@@ -179,6 +184,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             name: name, parent: self,
             instruments: Instruments(
                 groupPath: childPath, logger: logger ?? instruments.logger, metricsFactory: instruments.metricsFactory))
+        child.state.withLock { $0.extensionCap = extensionCap }
         try state.withLock { (state) throws(ThreadError) in
             guard state.phase == .running else { throw stoppedError(action: "create child group \(name.debugDescription)") }
             state.children[ObjectIdentifier(child)] = Member(value: child, serial: state.serial(), priority: stopPriority)
@@ -277,6 +283,21 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     /// Removes a child that finished its own shutdown cleanly.
     private func removeChild(_ child: ThreadGroup) {
         _ = state.withLock { $0.children.removeValue(forKey: ObjectIdentifier(child)) }
+    }
+
+    // MARK: Deadline extensions
+
+    /// How far past a shutdown's deadline a thread of this group may ask to run on with
+    /// ``StopToken/requestExtension(_:)``; zero (the default) grants nothing. Children created
+    /// afterwards start with the parent's cap. Negative values count as zero.
+    ///
+    /// The shutdown then returns by its deadline plus the largest grant, and the report lists every
+    /// thread that asked (``ShutdownReport/extensions``): the in-process cousin of systemd's
+    /// `EXTEND_TIMEOUT_USEC`, for a thread that is making progress (flushing a buffer, finishing a
+    /// transaction) and can say so.
+    public var extensionCap: Duration {
+        get { state.withLock { $0.extensionCap } }
+        set { state.withLock { $0.extensionCap = max(.zero, newValue) } }
     }
 
     // MARK: Inspection
@@ -396,28 +417,46 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         }
 
         let queue = ExitQueue()
+        queue.openExtensions(base: deadline)
         let plan = ShutdownPlan.prepareRoot(self, queue: queue)
         var run = ShutdownRun(queue: queue, deadline: deadline)
+        let escalation = policy.escalation
+        run.abandonStuck = escalation.final == .abandon
+        // With an interrupt step, the cooperative part ends early; the rest is the interrupt's.
+        let cooperativeEnd = escalation.interruptSignal == nil
+            ? deadline : start.advanced(by: start.duration(to: deadline) * escalation.cooperativeShare)
         switch policy.kind {
         case .shared:
             plan.signalAll(ownReason: .shutdown)
-            run.join(plan.allForegroundThreads, until: deadline)
-            for (owner, ownerPath) in plan.allComponents { run.join(component: owner, path: ownerPath, until: deadline) }
+            run.join(plan.allForegroundThreads, until: cooperativeEnd)
+            for (owner, ownerPath) in plan.allComponents { run.join(component: owner, path: ownerPath, until: cooperativeEnd) }
         case .fair:
             plan.signalAll(ownReason: .shutdown)
-            run.joinFair(plan, until: deadline)
+            run.joinFair(plan, until: cooperativeEnd)
         case .ordered:
-            run.joinOrdered(plan, until: deadline)
+            run.joinOrdered(plan, until: cooperativeEnd)
+        }
+        if let signal = escalation.interruptSignal {
+            interrupt(plan.allForegroundThreads, with: signal, run: &run)
         }
         run.sweep(plan.allThreads)
         let root = run.node(for: plan)
+        let extended = queue.closeExtensions()
+        let effectiveDeadline = max(deadline, extended.until ?? deadline)
         let end = ContinuousClock.now
-        let report = ShutdownReport(
+        var report = ShutdownReport(
             groupPath: path, policy: policy.description,
             timeoutNanoseconds: start.duration(to: deadline).nanosecondsClamped,
             durationNanoseconds: start.duration(to: end).nanosecondsClamped,
-            overshootNanoseconds: max(0, deadline.duration(to: end).nanosecondsClamped),
+            overshootNanoseconds: max(0, effectiveDeadline.duration(to: end).nanosecondsClamped),
             root: root)
+        report.extensions = extended.records
+        report.interrupted = run.interrupted.count
+        if escalation.final == .abort && report.stuck > 0 {
+            StandardError.write("\(report)\nthreads did not stop by the deadline: aborting as the shutdown policy says\n")
+            logger.critical("threads did not stop by the deadline: aborting", metadata: ["group": "\(path)", "stuck": "\(report.stuck)"])
+            abort()
+        }
         if let reserveStart = run.reserveStartedAt {
             ReportCost.record(reserveStart.duration(to: ContinuousClock.now))
         }
@@ -427,6 +466,28 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             parent.removeChild(self)
         }
         return report
+    }
+
+    /// The interrupt step: until the deadline, every 10 ms, sends `signal` to each thread still
+    /// running and reaps those that end.
+    private func interrupt(_ threads: [ManagedThread], with signal: Int32, run: inout ShutdownRun) {
+        var running = threads.filter { $0.isAlive && $0.tid != run.callerTID }
+        guard !running.isEmpty else { return }
+        if let problem = Escalation.prepareInterrupt(signal) {
+            logger.error("interrupt step skipped", metadata: ["group": "\(path)", "reason": "\(problem)"])
+            return
+        }
+        while !running.isEmpty && ContinuousClock.now < run.deadline {
+            for thread in running {
+                guard let tid = thread.tid else { continue }
+                // False: it ended meanwhile; the join below reaps it.
+                if (try? Signals.send(signal, toThread: tid)) == true {
+                    run.interrupted.insert(ObjectIdentifier(thread))
+                }
+            }
+            run.join(running, until: min(run.deadline, .after(.milliseconds(10))))
+            running = running.filter(\.isAlive)
+        }
     }
 
     /// Marks the group stopped with its report (called for every group of a finished plan).
@@ -458,7 +519,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         guard var node else { return nil }
         for index in node.entries.indices {
             let entry = node.entries[index]
-            guard entry.status == .stuck || entry.status == .orphaned,
+            guard entry.status == .stuck || entry.status == .orphaned || entry.status == .abandoned,
                 let record = lingering.first(where: { $0.name == entry.name && ($0.tid == nil || $0.tid == entry.tid) })
             else { continue }
             let thread = record.thread

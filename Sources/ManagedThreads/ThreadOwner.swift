@@ -22,6 +22,12 @@ public struct ShutdownPolicy: Sendable, Hashable, CustomStringConvertible {
     }
 
     let kind: Kind
+    /// What happens past cooperation; ``Escalation/cooperative`` unless ``escalating(_:)`` says.
+    public internal(set) var escalation = Escalation.cooperative
+
+    init(kind: Kind) {
+        self.kind = kind
+    }
 
     /// Everything is signalled at once; every join uses what remains of the one deadline, and
     /// threads are reaped in the order they exit. The fastest policy.
@@ -35,6 +41,10 @@ public struct ShutdownPolicy: Sendable, Hashable, CustomStringConvertible {
     /// threads of one priority form one stage). For pipelines that must drain in order.
     public static let ordered = ShutdownPolicy(kind: .ordered)
 
-    /// The policy's name: `shared`, `fair` or `ordered` (as in ``ShutdownReport/policy``).
-    public var description: String { kind.rawValue }
+    /// The policy's name: `shared`, `fair` or `ordered`, followed by its escalation unless
+    /// cooperative, as in `shared+interrupt(SIGRTMIN+5 after 50%)+abandon` (and in
+    /// ``ShutdownReport/policy``).
+    public var description: String {
+        escalation == .cooperative ? kind.rawValue : "\(kind.rawValue)+\(escalation)"
+    }
 }
