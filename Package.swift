@@ -8,6 +8,8 @@ let package = Package(
         // Test support only: the leak-check trait, the XCTest base class, waitFor. The core does
         // not depend on it (or on Testing/XCTest).
         .library(name: "ManagedThreadsTesting", targets: ["ManagedThreadsTesting"]),
+        // `swift package check-threads`: fails on raw thread creation outside ManagedThreads.
+        .plugin(name: "CheckThreads", targets: ["CheckThreads"]),
     ],
     dependencies: [
         // 1.16 for the LogEvent-based LogHandler the tests implement.
@@ -46,6 +48,21 @@ let package = Package(
             name: "ManagedThreadsTestingTests",
             dependencies: ["ManagedThreads", "ManagedThreadsTesting", "CShims"]
         ),
+        // The raw-thread guardrail. The scanner is a library so its tests can reach it; a plugin
+        // can only depend on executables, so the plugin runs it through the check-threads tool.
+        .target(name: "ThreadGuardrail"),
+        .executableTarget(name: "check-threads", dependencies: ["ThreadGuardrail"]),
+        .plugin(
+            name: "CheckThreads",
+            capability: .command(
+                intent: .custom(
+                    verb: "check-threads",
+                    description: "Fails on raw thread creation (Thread, pthread_create) outside ManagedThreads"
+                )
+            ),
+            dependencies: ["check-threads"]
+        ),
+        .testTarget(name: "ThreadGuardrailTests", dependencies: ["ThreadGuardrail"]),
     ],
     swiftLanguageModes: [.v6]
 )
