@@ -94,6 +94,13 @@ package struct AllowlistError: Error, Equatable, CustomStringConvertible {
     /// What is wrong.
     package var message: String
 
+    /// An error about line `line` (0: the whole file) of the allowlist at `path`.
+    package init(path: String, line: Int, message: String) {
+        self.path = path
+        self.line = line
+        self.message = message
+    }
+
     package var description: String {
         line > 0 ? "\(path):\(line):1: error: \(message)" : "\(path): error: \(message)"
     }
