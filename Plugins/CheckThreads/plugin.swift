@@ -36,7 +36,7 @@ struct CheckThreads: CommandPlugin {
         guard roots.isEmpty || targetNames.isEmpty else { usageError("give either --root or --target, not both") }
 
         let package = context.package
-        var toolArguments = ["--package-root", package.directoryURL.path()]
+        var toolArguments = ["--package-root", package.directoryURL.path(percentEncoded: false)]
         if let allowlist = allowlists.first { toolArguments += ["--allowlist", allowlist] }
         if strict > 0 { toolArguments.append("--strict") }
 
@@ -58,7 +58,7 @@ struct CheckThreads: CommandPlugin {
             let files = targets
                 .compactMap(\.sourceModule)
                 .flatMap { $0.sourceFiles(withSuffix: "swift") }
-                .map { $0.url.path() }
+                .map { $0.url.path(percentEncoded: false) }
                 .filter { seen.insert($0).inserted }
                 .sorted()
             toolArguments.append("--")
