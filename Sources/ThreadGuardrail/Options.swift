@@ -20,15 +20,22 @@ package struct Options: Sendable, Equatable {
     package var partial = false
     /// `--help`/`-h`.
     package var help = false
-    /// The files to scan. None and no `--root`: every `.swift` file under the package root.
+    /// The files to scan. None, no `--` and no `--root`: every `.swift` file under the package root.
     package var files: [String] = []
+    /// Whether `--` was given: the files after it are the whole list, even when there are none
+    /// (the plugin's way of saying "these targets have no Swift sources").
+    package var fileListGiven = false
+
+    /// Whether to walk the package root because no files were named.
+    package var scansPackageRoot: Bool { root == nil && files.isEmpty && !fileListGiven }
 
     /// The help text.
     package static let usage = """
         usage: check-threads [--package-root DIR] [--root DIR] [--allowlist PATH] [--strict] [--partial] [--] [FILE...]
 
         Reports raw thread creation (Thread(...), Thread { }, Thread.detachNewThread, pthread_create)
-        as errors and DispatchQueue.global(...).async as a warning.
+        as errors and DispatchQueue.global(...).async as a warning. With no FILE and no --root, scans
+        every .swift file under the package root; after `--`, exactly the FILEs given (maybe none).
 
           --package-root DIR  base of relative paths and of allowlist globs (default: current directory)
           --root DIR          scan every .swift file under DIR; globs are relative to DIR
@@ -78,7 +85,9 @@ package struct Options: Sendable, Equatable {
                 return true
             }
             switch name {
-            case "--": onlyFiles = try flag()
+            case "--":
+                onlyFiles = try flag()
+                options.fileListGiven = true
             case "--package-root": try set(&options.packageRoot)
             case "--root": try set(&options.root)
             case "--allowlist": try set(&options.allowlist)
@@ -88,7 +97,7 @@ package struct Options: Sendable, Equatable {
             default: throw UsageError("unknown option '\(argument)'")
             }
         }
-        if options.root != nil && !options.files.isEmpty {
+        if options.root != nil && (!options.files.isEmpty || options.fileListGiven) {
             throw UsageError("give either --root or files, not both")
         }
         return options

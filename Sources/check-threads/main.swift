@@ -93,7 +93,7 @@ if let root = options.root {
 } else {
     base = packageRoot
     basePrefix = ""
-    let paths = options.files.isEmpty
+    let paths = options.scansPackageRoot
         ? swiftFiles(under: packageRoot).map { packageRoot + "/" + $0 }
         : options.files.map(resolve)
     for path in paths {

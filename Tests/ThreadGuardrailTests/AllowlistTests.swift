@@ -215,9 +215,20 @@ struct OptionsTests {
         expected.strict = true
         expected.partial = true
         expected.files = ["x.swift", "--odd.swift"]
+        expected.fileListGiven = true
         #expect(options == expected)
+        #expect(!options.scansPackageRoot)
         #expect(try Options.parse(["--root", "Tests/Fixtures"]).root == "Tests/Fixtures")
         #expect(try Options.parse(["-h"]).help)
+    }
+
+    @Test("no files walks the package root; an empty list after -- scans nothing")
+    func fileLists() throws {
+        #expect(try Options.parse([]).scansPackageRoot)
+        #expect(try Options.parse(["--strict"]).scansPackageRoot)
+        #expect(try !Options.parse(["--"]).scansPackageRoot)
+        #expect(try !Options.parse(["a.swift"]).scansPackageRoot)
+        #expect(try !Options.parse(["--root", "Dir"]).scansPackageRoot)
     }
 
     @Test("usage errors", arguments: [
@@ -227,6 +238,7 @@ struct OptionsTests {
         (["--root", "a", "--root", "b"], "--root given twice"),
         (["--strict=yes"], "--strict takes no value"),
         (["--root", "a", "b.swift"], "give either --root or files, not both"),
+        (["--root", "a", "--"], "give either --root or files, not both"),
     ])
     func usageErrors(arguments: [String], message: String) {
         #expect(throws: UsageError(message)) { try Options.parse(arguments) }
