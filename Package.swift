@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "ManagedThreadsTesting", targets: ["ManagedThreadsTesting"]),
         // A ThreadGroup as a swift-service-lifecycle Service, for servers built on ServiceGroup.
         .library(name: "ManagedThreadsServiceLifecycle", targets: ["ManagedThreadsServiceLifecycle"]),
+        // `swift package check-threads`: fails on raw thread creation outside ManagedThreads.
+        .plugin(name: "CheckThreads", targets: ["CheckThreads"]),
     ],
     dependencies: [
         // 1.16 for the LogEvent-based LogHandler the tests implement.
@@ -66,6 +68,21 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The raw-thread guardrail. The scanner is a library so its tests can reach it; a plugin
+        // can only depend on executables, so the plugin runs it through the check-threads tool.
+        .target(name: "ThreadGuardrail"),
+        .executableTarget(name: "check-threads", dependencies: ["ThreadGuardrail"]),
+        .plugin(
+            name: "CheckThreads",
+            capability: .command(
+                intent: .custom(
+                    verb: "check-threads",
+                    description: "Fails on raw thread creation (Thread, pthread_create) outside ManagedThreads"
+                )
+            ),
+            dependencies: ["check-threads"]
+        ),
+        .testTarget(name: "ThreadGuardrailTests", dependencies: ["ThreadGuardrail"]),
     ],
     swiftLanguageModes: [.v6]
 )
