@@ -110,7 +110,7 @@ public struct Escalation: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    private static let interrupters = Mutex<Set<Int32>>([])
+    private static let interrupters = Lock<Set<Int32>>([])
 
     /// Bit n set: signal n is unblocked by every managed thread as it starts.
     private static let unblockMask = Atomic<UInt64>(1 << UInt64(__libc_current_sigrtmin() + 5))

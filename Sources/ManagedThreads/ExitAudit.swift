@@ -107,11 +107,11 @@ public enum ExitAudit {
         var threadsAtInstall: Set<Int32>
     }
 
-    private static let installed = Mutex<Installed?>(nil)
+    private static let installed = Lock<Installed?>(nil)
     private static let registered = Atomic<Bool>(false)
 
     /// Threads of the library's own plumbing (signal watchers) that an audit never lists.
-    static let infrastructure = Mutex<Set<Int32>>([])
+    static let infrastructure = Lock<Set<Int32>>([])
 
     /// Arms the audit for process exit (`atexit`). Installing again replaces the options and the
     /// baseline of existing threads; the handler is registered once.

@@ -15,7 +15,7 @@ final class ExitQueue: Sendable {
     /// of exits has accumulated rather than waking once per thread (each wake-up costs the one
     /// reaping thread a trip through a run queue full of exiting threads).
     private let wakeAt = Atomic<UInt32>(0)
-    private let queue = Mutex<(threads: [ManagedThread], closed: Bool)>(([], false))
+    private let queue = Lock<(threads: [ManagedThread], closed: Bool)>(([], false))
 
     deinit { word.deallocate() }
 
@@ -29,7 +29,7 @@ final class ExitQueue: Sendable {
         var order: [ObjectIdentifier] = []
     }
 
-    private let extensions = Mutex(Extensions())
+    private let extensions = Lock(Extensions())
 
     /// Starts taking extension requests for a shutdown whose deadline is `base`.
     func openExtensions(base: ContinuousClock.Instant) {

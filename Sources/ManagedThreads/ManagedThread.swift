@@ -92,7 +92,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     /// The group's logger and metrics (or the ungrouped ones), held strongly for the thread's end.
     let instruments: Instruments
     private let tidValue = Atomic<Int32>(0)
-    private let ending = Mutex<Ending>(Ending())
+    private let ending = Lock<Ending>(Ending())
 
     private struct Ending {
         var error: (any Error)?
@@ -419,7 +419,7 @@ enum ManagedThreadRegistry {
         /// nil for a thread outside any group.
         var groupPath: String?
     }
-    private static let threads = Mutex<[pid_t: Info]>([:])
+    private static let threads = Lock<[pid_t: Info]>([:])
     static func insert(_ tid: pid_t, _ info: Info) { threads.withLock { $0[tid] = info } }
     static func remove(_ tid: pid_t) { _ = threads.withLock { $0.removeValue(forKey: tid) } }
     static func contains(_ tid: pid_t) -> Bool { threads.withLock { $0[tid] != nil } }

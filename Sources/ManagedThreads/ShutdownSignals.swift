@@ -89,16 +89,16 @@ public final class ShutdownSignals: Sendable {
     /// The options it was installed with.
     public let options: Options
     private let onShutdown: (@Sendable (ShutdownReport) -> Void)?
-    private let phase = Mutex<Phase>(.watching)
+    private let phase = Lock<Phase>(.watching)
     private let done = StopState()
     private let cancelled = StopSource()
     private let descriptor: Int32
     private let previousActions: [(signal: Int32, action: sigaction)]
     private let installer: pthread_t
-    private let watcher = Mutex<ManagedThread?>(nil)
+    private let watcher = Lock<ManagedThread?>(nil)
 
     /// The signals watched by installed watchers, process-wide.
-    private static let watched = Mutex<Set<Int32>>([])
+    private static let watched = Lock<Set<Int32>>([])
 
     /// Starts watching `options.signals`: blocks them in the calling thread, installs the
     /// forwarding handler, and starts the watcher thread.

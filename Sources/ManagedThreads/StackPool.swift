@@ -40,7 +40,7 @@ final class StackPool: Sendable {
         var orphans: [(thread: pthread_t, stack: ThreadStack)] = []
     }
 
-    private let state = Mutex<State>(State())
+    private let state = Lock<State>(State())
     private let retained = Atomic<Int>(256 * 1024 * 1024)
 
     /// How many bytes of free stacks the pool keeps after trimming (address space; default 256 MiB).

@@ -33,7 +33,7 @@ final class StopState: Sendable {
         var nextCallbackID: UInt64 = 0
     }
 
-    let rare = Mutex<Rare>(Rare())
+    let rare = Lock<Rare>(Rare())
 
     /// The thread whose token this is, for deadline extensions; nil for a ``StopSource``.
     /// Written once by ``ManagedThread``'s initialiser, before the state is shared with any other

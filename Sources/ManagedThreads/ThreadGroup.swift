@@ -100,7 +100,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         }
     }
 
-    let state = Mutex<State>(State())
+    let state = Lock<State>(State())
     /// The exit queue of this group's shutdown, readable without the group lock, so a thousand
     /// threads ending at once do not queue up on it. A group shuts down once, and `state` keeps
     /// the queue alive for the group's lifetime, so the unretained reference stays valid.
@@ -229,7 +229,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         }
     }
 
-    private static let adoptionLock = Mutex<Void>(())
+    private static let adoptionLock = Lock<Void>(())
 
     /// Whether `other` is reachable below this group through adopted or created children.
     private func isAncestor(of other: ThreadGroup) -> Bool {

@@ -27,7 +27,7 @@ enum FaultInjection {
     }
 
     private static let armedCount = Atomic<Int>(0)
-    private static let table = Mutex<[Key: Fault]>([:])
+    private static let table = Lock<[Key: Fault]>([:])
 
     /// Runs `body` with `call` failing `count` times with `errno`, then disarms whatever is left.
     static func with<R, E: Error>(
