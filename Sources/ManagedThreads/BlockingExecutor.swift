@@ -13,7 +13,7 @@ import Synchronization
 ///
 /// The workers are the executor's threads, in a child group at ``path`` (`<group path>/<name>`),
 /// named `<name>-0`, `<name>-1`, …. The executor stops with its group (or on its own
-/// ``shutdown(until:)``), under the group's deadline:
+/// ``shutdown(until:)-69ssz``), under the group's deadline:
 ///
 /// - jobs still queued are cancelled: their work never runs and waiting on them throws
 ///   ``ThreadError`` ``ThreadError/Code/cancelled``;
@@ -90,12 +90,12 @@ public final class BlockingExecutor: Sendable, CustomStringConvertible {
     }
 
     /// Asks the workers to stop, without waiting: cancels every queued job and sets the workers'
-    /// tokens. ``shutdown(until:)`` does this and then joins.
+    /// tokens. ``shutdown(until:)-69ssz`` does this and then joins.
     public func requestStop(reason: StopReason = .requested) {
         group.requestStop(reason: reason)
     }
 
-    /// Stops the executor and joins its workers within `timeout`; see ``shutdown(until:)``.
+    /// Stops the executor and joins its workers within `timeout`; see ``shutdown(until:)-69ssz``.
     @available(*, noasync, message: "blocks the calling thread; use the async shutdown")
     @discardableResult
     public func shutdown(timeout: Duration) -> ShutdownReport {
@@ -112,7 +112,7 @@ public final class BlockingExecutor: Sendable, CustomStringConvertible {
         group.shutdown(until: deadline)
     }
 
-    /// Async form of ``shutdown(until:)``: the joins run on a dedicated thread, not on the Swift
+    /// Async form of ``shutdown(until:)-69ssz``: the joins run on a dedicated thread, not on the Swift
     /// concurrency pool.
     @discardableResult
     public func shutdown(until deadline: ContinuousClock.Instant) async -> ShutdownReport {

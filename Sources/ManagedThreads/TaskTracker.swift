@@ -15,7 +15,7 @@ import Synchronization
 /// Stopping the tracker (with its group, or by ``requestStop(reason:)``) cancels every task it
 /// tracks and refuses new ones (``ThreadError/Code/groupStopped``). The group's join then waits
 /// for the tasks to finish, blocking the joining thread (never beyond the deadline; the async
-/// ``ThreadGroup/shutdown(until:policy:)-3tbxx`` joins on a dedicated thread, not on the
+/// ``ThreadGroup/shutdown(until:policy:)-2tlmb`` joins on a dedicated thread, not on the
 /// cooperative pool). Cancellation is cooperative: a task that does not look at it keeps running,
 /// and the report names it, by the name given at spawn, as a `stuck task`. Tasks that finish leave
 /// the tracker, so a long-lived tracker does not grow.
