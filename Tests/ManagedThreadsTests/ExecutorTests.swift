@@ -375,6 +375,21 @@ struct ExecutorTests {
         #expect(succeeded == ran.count, "a job that succeeded ran exactly once, and no cancelled job ran")
     }
 
+    @Test("a worker refused by the system: makeExecutor throws the systemCall error and leaves nothing running")
+    func refusedWorker() throws {
+        let group = try ThreadGroup.current.makeChild(name: "refused")
+        #expect {
+            try FaultInjection.with(.pthreadCreate, errno: EAGAIN) { () throws(ThreadError) in
+                _ = try group.makeExecutor(name: "pool", threads: 3)
+            }
+        } throws: { error in
+            (error as? ThreadError)?.call == "pthread_create" && (error as? ThreadError)?.errno == EAGAIN
+        }
+        let report = group.shutdown(timeout: .seconds(30))
+        #expect(report.isClean, "\(report)")
+        #expect(group.aliveThreads.isEmpty)
+    }
+
     @Test("bad arguments are refused with invalidArgument; nothing is left running")
     func badArguments() throws {
         let group = try ThreadGroup.current.makeChild(name: "bad")
