@@ -88,7 +88,11 @@ final class Instruments: Sendable {
             ])
         guard report.stuck > 0, logger.logLevel <= .warning else { return }
         for entry in report.stuckThreads {
-            logger.warning("thread did not stop by the deadline", metadata: Self.metadata(of: entry))
+            if entry.kind == .task {
+                logger.warning("task did not finish by the deadline", metadata: Self.metadata(of: entry))
+            } else {
+                logger.warning("thread did not stop by the deadline", metadata: Self.metadata(of: entry))
+            }
         }
     }
 
@@ -101,9 +105,15 @@ final class Instruments: Sendable {
     /// A stuck thread's report entry as log metadata.
     static func metadata(of entry: ShutdownReport.ThreadEntry) -> Logger.Metadata {
         var metadata: Logger.Metadata = [
-            "thread": "\(entry.name)", "group": "\(entry.groupPath)", "status": "\(entry.status.rawValue)",
-            "acknowledged": "\(entry.acknowledged)",
+            "group": "\(entry.groupPath)", "status": "\(entry.status.rawValue)",
         ]
+        if entry.kind == .task {
+            // A task has no token to acknowledge, nor a tid or kernel view.
+            metadata["task"] = "\(entry.name)"
+        } else {
+            metadata["thread"] = "\(entry.name)"
+            metadata["acknowledged"] = "\(entry.acknowledged)"
+        }
         if let tid = entry.tid { metadata["tid"] = "\(tid)" }
         if let purpose = entry.purpose { metadata["purpose"] = "\(purpose)" }
         if let sinceStop = entry.sinceStop { metadata["since_stop_ms"] = "\(sinceStop.formattedMilliseconds)" }

@@ -41,9 +41,26 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
         }
     }
 
-    /// One thread that did not end cleanly (or whose body threw).
+    /// One thread that did not end cleanly (or whose body threw), or one Swift task of a
+    /// ``TaskTracker`` that did not finish by the deadline (``kind`` ``Kind/task``).
     public struct ThreadEntry: Sendable, Hashable, Codable, CustomStringConvertible {
-        /// Full name.
+        /// What an entry stands for: a thread or a task.
+        public struct Kind: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+            /// The kind's name, as it appears in JSON: `"thread"` or `"task"`.
+            public let rawValue: String
+            /// Creates a kind from its name.
+            public init(rawValue: String) { self.rawValue = rawValue }
+            /// The kind's name, ``rawValue``.
+            public var description: String { rawValue }
+
+            /// A ``ManagedThread``.
+            public static let thread = Kind(rawValue: "thread")
+            /// A Swift `Task` spawned through a ``TaskTracker``: it has no tid and no kernel view,
+            /// and its stop was a cancellation, which it may or may not have looked at.
+            public static let task = Kind(rawValue: "task")
+        }
+
+        /// Full name (for a task, the name given at spawn).
         public var name: String
         /// Path of the group it belongs to, `root/server/workers`.
         public var groupPath: String
@@ -64,6 +81,9 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
         public var kernel: KernelThreadState?
         /// Whether the shutdown's interrupt step (see ``Escalation``) sent it the signal.
         public var interrupted: Bool = false
+        /// Whether the entry is a thread or a task. JSON written before tasks were reported has
+        /// no `kind` and decodes as ``Kind/thread``.
+        public var kind: Kind = .thread
 
         /// Time from the stop request to the report.
         public var sinceStop: Duration? { sinceStopNanoseconds.map { .nanoseconds($0) } }
@@ -72,6 +92,17 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
         /// the time since the stop, whether the token was checked and the kernel's view; the
         /// body's error if it threw.
         public var description: String {
+            if kind == .task {
+                // A task has no tid, token or kernel view: say what it is and how long it has
+                // ignored its cancellation.
+                var text = "\(status) task \(name.debugDescription)"
+                if let purpose { text += " (\(purpose))" }
+                if status == .stuck {
+                    if let sinceStop { text += ": cancelled \(sinceStop.formattedMilliseconds) ago" }
+                    text += ", still running"
+                }
+                return text
+            }
             var text = "\(status) \(name.debugDescription)"
             if let tid { text += " tid \(tid)" }
             if let purpose { text += " (\(purpose))" }
@@ -197,5 +228,40 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
         render(root, "")
         for item in extensions { lines.append("extension: \(item)") }
         return lines.joined(separator: "\n")
+    }
+}
+
+extension ShutdownReport.ThreadEntry {
+    /// Decodes an entry as encoded; an entry without `kind` (written before tasks were reported)
+    /// is a ``Kind/thread``.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        groupPath = try container.decode(String.self, forKey: .groupPath)
+        purpose = try container.decodeIfPresent(String.self, forKey: .purpose)
+        tid = try container.decodeIfPresent(Int32.self, forKey: .tid)
+        status = try container.decode(ShutdownReport.Status.self, forKey: .status)
+        acknowledged = try container.decode(Bool.self, forKey: .acknowledged)
+        sinceStopNanoseconds = try container.decodeIfPresent(Int64.self, forKey: .sinceStopNanoseconds)
+        error = try container.decodeIfPresent(String.self, forKey: .error)
+        kernel = try container.decodeIfPresent(KernelThreadState.self, forKey: .kernel)
+        kind = try container.decodeIfPresent(Kind.self, forKey: .kind) ?? .thread
+        interrupted = try container.decodeIfPresent(Bool.self, forKey: .interrupted) ?? false
+    }
+}
+
+extension ShutdownReport {
+    /// Decodes a report; JSON written before extensions and escalation were reported (no
+    /// `extensions`, no `interrupted`) decodes with none.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        groupPath = try container.decode(String.self, forKey: .groupPath)
+        policy = try container.decode(String.self, forKey: .policy)
+        timeoutNanoseconds = try container.decode(Int64.self, forKey: .timeoutNanoseconds)
+        durationNanoseconds = try container.decode(Int64.self, forKey: .durationNanoseconds)
+        overshootNanoseconds = try container.decode(Int64.self, forKey: .overshootNanoseconds)
+        root = try container.decode(Node.self, forKey: .root)
+        extensions = try container.decodeIfPresent([Extension].self, forKey: .extensions) ?? []
+        interrupted = try container.decodeIfPresent(Int.self, forKey: .interrupted) ?? 0
     }
 }

@@ -20,8 +20,18 @@ public struct ThreadError: Error, Sendable, Hashable, CustomStringConvertible {
         /// The operation needs a resource that is gone (for example the stop descriptor of a thread
         /// whose body has returned).
         public static let invalidState = Code("invalidState")
-        /// Spawning into a thread group that is stopping or stopped.
+        /// Spawning into a thread group that is stopping or stopped, submitting work to a
+        /// ``BlockingExecutor`` that is, or spawning a task into a ``TaskTracker`` that is.
         public static let groupStopped = Code("groupStopped")
+        /// A job was cancelled before it started: by ``Job/cancel()``, by the cancellation of the
+        /// task awaiting it, or because its ``BlockingExecutor`` stopped. Its work never ran.
+        public static let cancelled = Code("cancelled")
+        /// A bounded wait ended before what it waited for (a ``Job``'s result) was there. Nothing
+        /// was cancelled: wait again, or cancel.
+        public static let timedOut = Code("timedOut")
+        /// A ``BlockingExecutor`` created with `maxQueued` already holds that many jobs that have
+        /// not started. Nothing was queued: retry later, shed the work, or run it elsewhere.
+        public static let queueFull = Code("queueFull")
     }
 
     /// What went wrong.

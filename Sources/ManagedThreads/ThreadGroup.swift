@@ -511,11 +511,13 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
 
     /// This group's part of its finished shutdown's report, brought up to date: a thread reported
     /// stuck or orphaned that has exited since is reported `joined` if it was joined, else
-    /// `exitedUnreaped`. Children are brought up to date the same way.
+    /// `exitedUnreaped`. Children are brought up to date the same way; a component that had not
+    /// finished is asked again, with a deadline that has passed.
     func currentReportNode() -> ShutdownReport.Node? {
-        let (node, lingering, children) = state.withLock { state in
-            (state.report?.root, state.lingering, state.children.values.compactMap { $0.value as? ThreadGroup })
+        let (node, lingering, members) = state.withLock { state in
+            (state.report?.root, state.lingering, state.children.values.map(\.value))
         }
+        let children = members.compactMap { $0 as? ThreadGroup }
         guard var node else { return nil }
         for index in node.entries.indices {
             let entry = node.entries[index]
@@ -529,10 +531,14 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             node.entries[index].kernel = nil
         }
         for index in node.children.indices {
-            if let child = children.first(where: { $0.path == node.children[index].path }),
-                let fresh = child.currentReportNode()
-            {
+            let childPath = node.children[index].path
+            if let child = children.first(where: { $0.path == childPath }), let fresh = child.currentReportNode() {
                 node.children[index] = fresh
+            } else if node.children[index].componentFinished == false,
+                let component = members.first(where: { !($0 is ThreadGroup) && "\(path)/\($0.name)" == childPath })
+            {
+                // A TaskTracker's task, say, that has finished since: the join returns at once.
+                node.children[index] = component.join(until: .now, path: childPath)
             }
         }
         return node

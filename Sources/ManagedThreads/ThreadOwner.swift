@@ -10,6 +10,10 @@ public protocol ThreadOwner: AnyObject, Sendable {
     func requestStop(reason: StopReason)
     /// Waits for the owner to finish, returning by `deadline` whatever happens, and says what
     /// happened. `path` is where the owner sits in the tree, for the report.
+    ///
+    /// It may be called again after its group's shutdown, with a deadline that has passed, when
+    /// that shutdown's report said the owner had not finished: a later shutdown of a parent group
+    /// asks what became of it. Return at once with the owner's state then.
     func join(until deadline: ContinuousClock.Instant, path: String) -> ShutdownReport.Node
 }
 

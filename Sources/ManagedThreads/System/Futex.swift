@@ -48,4 +48,9 @@ struct FutexWord: @unchecked Sendable {
     func wakeAll() {
         _ = cshims_futex_wake(pointer, Int32.max)
     }
+
+    /// Wakes at most `count` threads sleeping on the word.
+    func wake(count: Int32) {
+        _ = cshims_futex_wake(pointer, count)
+    }
 }

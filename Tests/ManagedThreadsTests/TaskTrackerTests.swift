@@ -1,0 +1,173 @@
+import Foundation
+import ManagedThreadsTesting
+import Synchronization
+import Testing
+@testable import ManagedThreads
+
+/// A one-shot latch a task awaits without looking at cancellation, opened by the test.
+final class Latch: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    /// Suspends until ``open()``; ignores cancellation on purpose.
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.open = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    var waiting: Int { state.withLock { $0.waiters.count } }
+}
+
+@Suite("TaskTracker", .managedThreads)
+struct TaskTrackerTests {
+    @Test("the group's shutdown cancels the tracked tasks and waits for them: a clean report")
+    func cancelledAndAwaited() async throws {
+        let group = try ThreadGroup.current.makeChild(name: "service")
+        let tasks = try group.makeTaskTracker(name: "tasks")
+        let running = Counter()
+        let sawCancellation = Counter()
+        for i in 0..<5 {
+            try tasks.spawn(name: "poller-\(i)") {
+                running.increment()
+                // Task.sleep ends early, throwing, when the task is cancelled.
+                try? await Task.sleep(for: .seconds(120))
+                if Task.isCancelled { sawCancellation.increment() }
+            }
+        }
+        try await waitFor("all five tasks running") { running.count == 5 }
+        #expect(tasks.count == 5)
+        #expect(tasks.runningTaskNames == (0..<5).map { "poller-\($0)" })
+
+        let report = await group.shutdown(timeout: .seconds(30))
+        #expect(report.isClean, "\(report)")
+        #expect(sawCancellation.count == 5)
+        #expect(tasks.count == 0)
+        let node = try #require(report.root.children.first { $0.name == "tasks" })
+        #expect(node.path == "\(group.path)/tasks")
+        #expect(node.componentFinished == true)
+        #expect(node.joined == 5)
+        #expect(report.duration < .seconds(20), "waited for sleeping tasks instead of cancelling them")
+    }
+
+    @Test("a task that ignores cancellation is reported stuck by name, as a task, and the shutdown returns by its deadline")
+    func stuckTaskReported() async throws {
+        let group = try ThreadGroup.current.makeChild(name: "stubborn-service")
+        let tasks = try group.makeTaskTracker(name: "tasks")
+        let latch = Latch()
+        let stubborn = try tasks.spawn(name: "stubborn-sync") { await latch.wait() }
+        try tasks.spawn(name: "polite") { try? await Task.sleep(for: .seconds(120)) }
+        try await waitFor("the stubborn task to wait on its latch") { latch.waiting == 1 }
+
+        let start = ContinuousClock.now
+        let report = await group.shutdown(timeout: .milliseconds(200))
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed < .seconds(3), "took \(elapsed) for a 200 ms deadline")
+        #expect(report.stuck == 1, "\(report)")
+        let entry = try #require(report.stuckThreads.first)
+        #expect(entry.name == "stubborn-sync")
+        #expect(entry.kind == .task)
+        #expect(entry.tid == nil)
+        #expect(entry.kernel == nil)
+        #expect(entry.groupPath == "\(group.path)/tasks")
+        #expect((entry.sinceStop ?? .zero) > .zero)
+        #expect(report.description.contains("stuck task \"stubborn-sync\": cancelled"), "\(report)")
+        let node = try #require(report.root.children.first { $0.name == "tasks" })
+        #expect(node.componentFinished == false)
+        #expect(node.joined == 1, "the polite task was cancelled and finished")
+        #expect(tasks.runningTaskNames == ["stubborn-sync"])
+
+        // Let it finish, so nothing outlives the test.
+        latch.open()
+        await stubborn.value
+        try await waitFor { tasks.count == 0 }
+    }
+
+    @Test("spawning after the stop throws groupStopped and starts nothing")
+    func spawnAfterStop() async throws {
+        let group = try ThreadGroup.current.makeChild(name: "stopped")
+        let tasks = try group.makeTaskTracker(name: "tasks")
+        group.requestStop(reason: .shutdown)
+        #expect(tasks.isStopRequested)
+        let ran = Counter()
+        #expect {
+            try tasks.spawn(name: "late") { ran.increment() }
+        } throws: { error in
+            let error = error as? ThreadError
+            return error?.code == .groupStopped && error?.message.contains("late") == true
+        }
+        #expect { try group.makeTaskTracker(name: "another") } throws: { ($0 as? ThreadError)?.code == .groupStopped }
+        #expect(await group.shutdown(timeout: .seconds(30)).isClean)
+        #expect(ran.count == 0)
+    }
+
+    @Test("finished tasks leave the tracker; a tracker made with init and adopted works the same")
+    func finishedTasksLeave() async throws {
+        let group = try ThreadGroup.current.makeChild(name: "churn")
+        let tasks = try TaskTracker(name: "adopted")
+        try group.adopt(tasks)
+        let done = Counter()
+        var handles: [Task<Void, Never>] = []
+        for i in 0..<200 {
+            handles.append(try tasks.spawn(name: "short-\(i)", priority: .low) { done.increment() })
+        }
+        for handle in handles { await handle.value }
+        #expect(done.count == 200)
+        try await waitFor("every finished task to leave") { tasks.count == 0 }
+        let report = await group.shutdown(timeout: .seconds(30))
+        #expect(report.isClean, "\(report)")
+        #expect(report.root.children.first { $0.name == "adopted" }?.joined == 0, "nothing was running at the stop")
+    }
+
+    @Test("tasks run on their operation's isolation and inherit task-locals")
+    func isolationAndTaskLocals() async throws {
+        let group = try ThreadGroup.current.makeChild(name: "isolation")
+        let tasks = try group.makeTaskTracker(name: "tasks")
+        let seen = Locked<[String]>([])
+        let task = try tasks.spawn(name: "on-main") { @MainActor in
+            MainActor.assertIsolated()
+            seen.withLock { $0.append("main actor; current group \(ThreadGroup.current.path)") }
+        }
+        await task.value
+        #expect(seen.value == ["main actor; current group \(ThreadGroup.current.path)"])
+        #expect(await group.shutdown(timeout: .seconds(30)).isClean)
+    }
+
+    @Test("bad names are refused")
+    func badNames() throws {
+        let group = try ThreadGroup.current.makeChild(name: "names")
+        #expect { try TaskTracker(name: "") } throws: { ($0 as? ThreadError)?.code == .invalidArgument }
+        #expect { try group.makeTaskTracker(name: "a/b") } throws: { ($0 as? ThreadError)?.code == .invalidArgument }
+        let tasks = try group.makeTaskTracker(name: "tasks")
+        #expect { try tasks.spawn(name: "") {} } throws: { ($0 as? ThreadError)?.code == .invalidArgument }
+        #expect(group.shutdown(timeout: .seconds(30)).isClean)
+    }
+
+    @Test("a report with a task entry round-trips through JSON; an entry without a kind decodes as a thread")
+    func reportJSON() throws {
+        let entry = ShutdownReport.ThreadEntry(
+            name: "fetch", groupPath: "root/svc/tasks", purpose: nil, tid: nil, status: .stuck, acknowledged: false,
+            sinceStopNanoseconds: 1_000_000, error: nil, kernel: nil, kind: .task)
+        let data = try JSONEncoder().encode(entry)
+        #expect(String(decoding: data, as: UTF8.self).contains("\"kind\":\"task\""))
+        #expect(try JSONDecoder().decode(ShutdownReport.ThreadEntry.self, from: data) == entry)
+        let old = #"{"name":"w","groupPath":"root","status":"stuck","acknowledged":true,"tid":12}"#
+        let decoded = try JSONDecoder().decode(ShutdownReport.ThreadEntry.self, from: Data(old.utf8))
+        #expect(decoded.kind == .thread)
+        #expect(decoded.tid == 12)
+        #expect(entry.description == "stuck task \"fetch\": cancelled 1.0ms ago, still running")
+    }
+}
