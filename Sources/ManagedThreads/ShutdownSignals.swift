@@ -95,6 +95,9 @@ public final class ShutdownSignals: Sendable {
     private let descriptor: Int32
     private let previousActions: [(signal: Int32, action: sigaction)]
     private let installer: pthread_t
+    /// The watched signals the installing thread did not block before `install` (a Dispatch
+    /// thread blocks nearly all signals already); `cancel` unblocks only these.
+    private let blockedByInstall: [Int32]
     private let watcher = Lock<ManagedThread?>(nil)
 
     /// The signals watched by installed watchers, process-wide.
@@ -147,9 +150,11 @@ public final class ShutdownSignals: Sendable {
             previousMask = try Signals.block(signals)
             descriptor = try Signals.makeDescriptor(for: signals)
             for signal in signals { installed.append((signal, try Signals.installForwarder(signal))) }
+            var before = previousMask!
             let instance = ShutdownSignals(
                 group: group, options: Options(signals: signals, timeout: options.timeout, policy: options.policy, onSecondSignal: options.onSecondSignal),
-                onShutdown: onShutdown, descriptor: descriptor, previousActions: installed)
+                onShutdown: onShutdown, descriptor: descriptor, previousActions: installed,
+                blockedByInstall: signals.filter { sigismember(&before, $0) != 1 })
             try instance.startWatcher()
             return instance
         } catch {
@@ -163,8 +168,9 @@ public final class ShutdownSignals: Sendable {
 
     private init(
         group: ThreadGroup, options: Options, onShutdown: (@Sendable (ShutdownReport) -> Void)?, descriptor: Int32,
-        previousActions: [(signal: Int32, action: sigaction)]
+        previousActions: [(signal: Int32, action: sigaction)], blockedByInstall: [Int32]
     ) {
+        self.blockedByInstall = blockedByInstall
         self.group = group
         self.options = options
         self.onShutdown = onShutdown
@@ -349,8 +355,8 @@ public final class ShutdownSignals: Sendable {
     }
 
     /// Stops watching: the watcher thread ends, the signals' previous actions come back, and the
-    /// signals are unblocked again in the installing thread if this is called on it (other
-    /// threads keep the mask they inherited). A shutdown already started runs on. Idempotent.
+    /// signals the install blocked are unblocked again in the installing thread if this is called on
+    /// it (other threads keep the mask they inherited). A shutdown already started runs on. Idempotent.
     ///
     /// Signals that arrive after this take their previous action (for SIGTERM and SIGINT by
     /// default, ending the process).
@@ -379,8 +385,8 @@ public final class ShutdownSignals: Sendable {
         // does not deliver it with its old action.
         _ = try? Signals.readPending(descriptor)
         closeDescriptor(descriptor)
-        if pthread_equal(installer, pthread_self()) != 0 {
-            try? Signals.unblock(options.signals)
+        if pthread_equal(installer, pthread_self()) != 0 && !blockedByInstall.isEmpty {
+            try? Signals.unblock(blockedByInstall)
         }
         _ = done.requestStop(reason: .requested)
         Self.watched.withLock { $0.subtract(options.signals) }
