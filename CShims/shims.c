@@ -52,8 +52,33 @@ int cshims_thread_stacksize(pthread_t thread, size_t *size) {
     return rc;
 }
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CSHIMS_TSAN 1
+#endif
+#endif
+
 int cshims_thread_clockjoin(pthread_t thread, const struct timespec *abstime) {
+#ifdef CSHIMS_TSAN
+    // ThreadSanitizer intercepts pthread_timedjoin_np but not pthread_clockjoin_np: a join it does
+    // not see leaves the thread "live" in its registry, and the next thread created on the same
+    // (pooled) stack, which has the same pthread_t, trips its duplicate-thread check. Under TSan
+    // only, translate the monotonic deadline into a CLOCK_REALTIME one (a wall-clock step can
+    // then stretch the wait, which does not matter in a sanitizer run).
+    struct timespec mono, real, target;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    clock_gettime(CLOCK_REALTIME, &real);
+    long long left = (long long)(abstime->tv_sec - mono.tv_sec) * 1000000000LL + (abstime->tv_nsec - mono.tv_nsec);
+    if (left < 0) {
+        left = 0;
+    }
+    long long when = (long long)real.tv_sec * 1000000000LL + real.tv_nsec + left;
+    target.tv_sec = (time_t)(when / 1000000000LL);
+    target.tv_nsec = (long)(when % 1000000000LL);
+    return pthread_timedjoin_np(thread, NULL, &target);
+#else
     return pthread_clockjoin_np(thread, NULL, CLOCK_MONOTONIC, abstime);
+#endif
 }
 
 pid_t cshims_gettid(void) {

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import ManagedThreads
+@testable import ManagedThreads
 import ManagedThreadsServiceLifecycle
 import ManagedThreadsTesting
 import ServiceLifecycle
@@ -28,7 +28,7 @@ struct OtherService: Service {
 
 /// Collects reports handed to `onReport`.
 final class Reports: Sendable {
-    private let reports = Mutex<[ShutdownReport]>([])
+    private let reports = Lock<[ShutdownReport]>([])
     func append(_ report: ShutdownReport) { reports.withLock { $0.append(report) } }
     var all: [ShutdownReport] { reports.withLock { $0 } }
 }

@@ -1,5 +1,5 @@
 import CShims
-import ManagedThreads
+@testable import ManagedThreads
 import ManagedThreadsTesting
 import Synchronization
 import Testing
@@ -53,7 +53,7 @@ struct LeakCheckTraitTests {
     @Test("a thread that does not stop by the deadline is named as stuck, with the report")
     func stuckNamed() async throws {
         let gate = Gate()
-        let stuck = Mutex<ManagedThread?>(nil)
+        let stuck = Lock<ManagedThread?>(nil)
         try await withKnownIssue {
             try await underTrait(.managedThreads(timeout: .milliseconds(100))) {
                 let thread = try ThreadGroup.current.spawn(name: "stubborn") { _ in gate.waitOpen() }

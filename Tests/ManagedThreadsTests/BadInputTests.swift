@@ -1,4 +1,4 @@
-import ManagedThreads
+@testable import ManagedThreads
 import ManagedThreadsTesting
 import Synchronization
 import Testing
@@ -63,8 +63,8 @@ struct BadInputTests {
 
     @Test("join and stop from the thread's own onStop callback, as it ends, are selfJoin errors, not deadlocks")
     func joinFromOwnCallback() throws {
-        let handle = Mutex<ManagedThread?>(nil)
-        let outcomes = Mutex<[String]>([])
+        let handle = Lock<ManagedThread?>(nil)
+        let outcomes = Lock<[String]>([])
         let ready = Counter()
         let thread = try ThreadGroup.current.spawn(name: "self-joiner") { token in
             token.onStop {
@@ -91,7 +91,7 @@ struct BadInputTests {
 
     @Test("an onStop callback that joins its thread from the stopping thread waits within its own deadline")
     func joinFromCallbackOnRequester() throws {
-        let joined = Mutex<Bool?>(nil)
+        let joined = Lock<Bool?>(nil)
         let thread = try ThreadGroup.current.spawn(name: "joined-by-callback") { token in
             _ = token.wait(timeout: .seconds(120))
         }

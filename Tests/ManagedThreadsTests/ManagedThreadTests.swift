@@ -83,7 +83,7 @@ struct ManagedThreadTests {
     @Test("a custom stack size is honoured")
     func stackSize() throws {
         let size = 256 * 1024
-        let seen = Mutex<Int>(0)
+        let seen = Lock<Int>(0)
         let thread = try ManagedThread.spawn(name: "small-stack", options: ThreadOptions(stackSize: size)) { _ in
             var actual = 0
             guard cshims_thread_stacksize(pthread_self(), &actual) == 0 else { return }
@@ -98,7 +98,7 @@ struct ManagedThreadTests {
     func pollWakesOnStop() throws {
         let pipe = Pipe()
         let polling = Counter()
-        let outcome = Mutex<String>("none")
+        let outcome = Lock<String>("none")
         let thread = try ManagedThread.spawn(name: "poller") { token in
             var fds = [
                 pollfd(fd: pipe.readEnd, events: Int16(POLLIN), revents: 0),
@@ -156,8 +156,8 @@ struct ManagedThreadTests {
 
     @Test("joining from the thread itself is an error, not a deadlock")
     func selfJoin() throws {
-        let result = Mutex<ThreadError.Code?>(nil)
-        let box = Mutex<ManagedThread?>(nil)
+        let result = Lock<ThreadError.Code?>(nil)
+        let box = Lock<ManagedThread?>(nil)
         let ready = Gate()
         let thread = try ManagedThread.spawn(name: "self-joiner") { _ in
             ready.waitOpen()
@@ -213,7 +213,7 @@ struct ManagedThreadTests {
 
     @Test("dropping the last handle to a finished, unjoined thread detaches it; the kernel thread goes away")
     func droppedHandleDetaches() throws {
-        let tidBox = Mutex<pid_t>(0)
+        let tidBox = Lock<pid_t>(0)
         let released = Counter()
         do {
             let probe = DeinitProbe(released)

@@ -1,6 +1,6 @@
 import CoreMetrics
 import Logging
-import ManagedThreads
+@testable import ManagedThreads
 import ManagedThreadsTesting
 import Synchronization
 import Testing
@@ -16,7 +16,7 @@ final class LogRecorder: Sendable {
         var metadata: Logger.Metadata
     }
 
-    private let events = Mutex<[Event]>([])
+    private let events = Lock<[Event]>([])
 
     var all: [Event] { events.withLock { $0 } }
     func append(_ event: Event) { events.withLock { $0.append(event) } }
@@ -58,7 +58,7 @@ final class MetricsRecorder: MetricsFactory, Sendable {
 
     /// One handler for all kinds: counters add, meters set/add, timers append.
     final class Handler: CounterHandler, MeterHandler, TimerHandler, RecorderHandler, FloatingPointCounterHandler, Sendable {
-        private let state = Mutex<(total: Double, values: [Int64])>((0, []))
+        private let state = Lock<(total: Double, values: [Int64])>((0, []))
         var total: Double { state.withLock { $0.total } }
         var values: [Int64] { state.withLock { $0.values } }
 
@@ -73,7 +73,7 @@ final class MetricsRecorder: MetricsFactory, Sendable {
         func recordNanoseconds(_ duration: Int64) { state.withLock { $0.values.append(duration) } }
     }
 
-    private let handlers = Mutex<[Key: Handler]>([:])
+    private let handlers = Lock<[Key: Handler]>([:])
 
     private func handler(_ label: String, _ dimensions: [(String, String)]) -> Handler {
         let key = Key(label: label, group: dimensions.first { $0.0 == "group" }?.1 ?? "")

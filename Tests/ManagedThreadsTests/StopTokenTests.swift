@@ -21,7 +21,7 @@ struct StopTokenTests {
 
     @Test("wait(timeout:) returns early when stop is requested from another thread")
     func waitReturnsOnStop() throws {
-        let returnedEarly = Mutex<Bool?>(nil)
+        let returnedEarly = Lock<Bool?>(nil)
         let waiting = Counter()
         let thread = try ManagedThread.spawn(name: "waiter") { token in
             waiting.increment()
@@ -69,7 +69,7 @@ struct StopTokenTests {
 
     @Test("a thread that never asks for a descriptor opens none; one that does has it closed when it ends")
     func threadDescriptorLifetime() throws {
-        let fdBox = Mutex<Int32>(-1)
+        let fdBox = Lock<Int32>(-1)
         let thread = try ManagedThread.spawn(name: "fd-user") { token in
             fdBox.withLock { $0 = (try? token.fileDescriptor) ?? -2 }
             _ = token.wait(until: .now.advanced(by: .seconds(60)))
@@ -136,8 +136,8 @@ struct StopTokenTests {
     @Test("ticks keep their period without drift and end on stop")
     func ticksKeepPeriod() throws {
         let period = Duration.milliseconds(20)
-        let ticks = Mutex<[Tick]>([])
-        let elapsed = Mutex<Duration>(.zero)
+        let ticks = Lock<[Tick]>([])
+        let elapsed = Lock<Duration>(.zero)
         let thread = try ManagedThread.spawn(name: "ticker") { token in
             let start = ContinuousClock.now
             for tick in try token.ticks(every: period) {

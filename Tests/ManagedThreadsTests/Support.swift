@@ -71,8 +71,16 @@ final class DeinitProbe: Sendable {
 
 /// A value behind a lock, shareable by reference between test threads.
 final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
+    private let mutex: Lock<Value>
+    init(_ value: Value) { mutex = Lock(value) }
     func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
+}
+
+/// Which sanitizer runtime this test binary was built with, found by its symbols (exit tests'
+/// children are the same binary, so the answer holds there too).
+enum Sanitizer {
+    static let thread = dlsym(nil, "__tsan_init") != nil
+    static let address = dlsym(nil, "__asan_init") != nil
+    static var any: Bool { thread || address }
 }

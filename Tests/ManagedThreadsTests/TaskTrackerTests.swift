@@ -6,7 +6,7 @@ import Testing
 
 /// A one-shot latch a task awaits without looking at cancellation, opened by the test.
 final class Latch: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let state = Lock<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     /// Suspends until ``open()``; ignores cancellation on purpose.
     func wait() async {

@@ -10,7 +10,7 @@ import Glibc
 
 /// An exit log shared by threads, to check the order they ended in.
 final class ExitLog: Sendable {
-    private let names = Mutex<[String]>([])
+    private let names = Lock<[String]>([])
     func append(_ name: String) { names.withLock { $0.append(name) } }
     var entries: [String] { names.withLock { $0 } }
 }
@@ -258,7 +258,7 @@ struct ThreadGroupTests {
     @Test("a thread spawned from a managed thread's body defaults to that thread's group")
     func nestedSpawnUsesThreadsGroup() throws {
         let group = ThreadGroup(name: "outer")
-        let childGroup = Mutex<String?>(nil)
+        let childGroup = Lock<String?>(nil)
         let spawned = Counter()
         try group.spawn(name: "parent") { token in
             let inner = try ThreadGroup.current.spawn(name: "inner") { t in _ = t.wait(until: .now.advanced(by: .seconds(60))) }
@@ -275,7 +275,7 @@ struct ThreadGroupTests {
     @Test("shutdown called from one of the group's own threads returns instead of waiting for itself")
     func shutdownFromInside() throws {
         let group = ThreadGroup(name: "self-stop")
-        let result = Mutex<ShutdownReport?>(nil)
+        let result = Lock<ShutdownReport?>(nil)
         let go = Gate()
         let worker = try group.spawn(name: "controller") { _ in
             go.waitOpen()
@@ -350,8 +350,8 @@ struct ThreadGroupTests {
 struct ScopeTests {
     @Test("a scope's end stops and joins what was spawned inside it; scopes nest and restore")
     func nestedScopes() throws {
-        let outerThreads = Mutex<[ManagedThread]>([])
-        let innerThreads = Mutex<[ManagedThread]>([])
+        let outerThreads = Lock<[ManagedThread]>([])
+        let innerThreads = Lock<[ManagedThread]>([])
         let before = ThreadGroup.current
         let (_, outerReport) = try withThreadGroup("outer-scope") { outer in
             #expect(ThreadGroup.current === outer)
@@ -373,7 +373,7 @@ struct ScopeTests {
 
     @Test("the async scope works the same and does not block the caller's executor")
     func asyncScope() async throws {
-        let threads = Mutex<[ManagedThread]>([])
+        let threads = Lock<[ManagedThread]>([])
         let (value, report) = try await withThreadGroup("async-scope") { group in
             threads.withLock { $0.append(try! spawnIdle(group, "a1")) }
             return 42
