@@ -10,8 +10,9 @@ final class ShutdownPlan {
         case group(ShutdownPlan)
         /// A component, or a group already being shut down by another caller.
         case component(any ThreadOwner, path: String)
-        /// A group that was shut down before; its report stands.
-        case stopped(ShutdownReport.Node)
+        /// A group that was shut down before; its report stands, brought up to date (threads it
+        /// reported stuck that ended since) when this shutdown's report is written.
+        case stopped(ThreadGroup)
     }
 
     let group: ThreadGroup
@@ -61,9 +62,8 @@ final class ShutdownPlan {
         }
         switch snapshot {
         case .stopped:
-            // Outside the lock (it reads the children's state too): the finished shutdown's
-            // report with what became of its stuck threads since. A report, once set, stays.
-            return .stopped(group.currentReportNode()!)
+            // Its report, once set, stays; it is brought up to date when this report is written.
+            return .stopped(group)
         case .busy:
             return .component(group, path: path)
         case .ok(let threads, let ended, let members):
@@ -114,6 +114,14 @@ final class ShutdownPlan {
             if case .component(let owner, let path) = entry.child { return (owner, path) }
             return nil
         } + childPlans.flatMap(\.allComponents)
+    }
+
+    /// Groups below that had been shut down before this shutdown began.
+    var allStoppedGroups: [ThreadGroup] {
+        children.compactMap { entry -> ThreadGroup? in
+            if case .stopped(let group) = entry.child { return group }
+            return nil
+        } + childPlans.flatMap(\.allStoppedGroups)
     }
 
     var childPlans: [ShutdownPlan] {
@@ -381,7 +389,7 @@ struct ShutdownRun {
             switch entry.child {
             case .group(let child): children.append(node(for: child))
             case .component(let owner, _): componentNodes[ObjectIdentifier(owner)].map { children.append($0) }
-            case .stopped(let stoppedNode): children.append(stoppedNode)
+            case .stopped(let group): group.currentReportNode().map { children.append($0) }
             }
         }
         let node = ShutdownReport.Node(name: plan.group.name, path: plan.path, joined: joined, entries: entries, children: children)

@@ -439,6 +439,12 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         if let signal = escalation.interruptSignal {
             interrupt(plan.allForegroundThreads, with: signal, run: &run)
         }
+        // Threads that an earlier shutdown of a child group left running are still ours to wait
+        // for, under the same deadline (they announce their end to that shutdown's closed queue,
+        // so they are joined directly; usually none, or a few that are just ending).
+        for straggler in plan.allStoppedGroups.flatMap({ $0.lingeringThreads() }) where straggler.tid != run.callerTID {
+            _ = try? straggler.join(until: run.deadline)
+        }
         run.sweep(plan.allThreads)
         let root = run.node(for: plan)
         let extended = queue.closeExtensions()
@@ -544,7 +550,15 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         return node
     }
 
-    /// For a caller that waited on another caller's shutdown and ran out of time: what is alive now.
+    /// Threads a finished shutdown of this group (or of a group below) left running, still alive.
+    func lingeringThreads() -> [ManagedThread] {
+        let (own, children) = state.withLock { state in
+            (state.lingering.compactMap(\.thread), state.children.values.compactMap { $0.value as? ThreadGroup })
+        }
+        return own.filter(\.isAlive) + children.flatMap { $0.lingeringThreads() }
+    }
+
+        /// For a caller that waited on another caller's shutdown and ran out of time: what is alive now.
     private func provisionalReport(start: ContinuousClock.Instant, deadline: ContinuousClock.Instant, policy: ShutdownPolicy) -> ShutdownReport {
         let end = ContinuousClock.now
         let entries = aliveThreads.map { ShutdownRun.entry(for: $0, status: .stuck, path: path, now: end) }
