@@ -58,15 +58,7 @@ struct ThreadGroupServiceTests {
         for index in 0..<3 {
             try group.spawn(name: "worker-\(index)") { token in _ = token.wait(timeout: .seconds(120)) }
         }
-        let reports = Reports()
-        let other = OtherService(ended: .init())
-        let serviceGroup = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: other),
-                    .init(service: ThreadGroupService(group: group, timeout: .seconds(30), onReport: reports.append)),
-                ],
-                logger: Logger(label: "test")))
+        let (serviceGroup, other, reports) = serviceGroupWithOtherService(group, handlesSIGTERM: false, label: "test")
         async let running: Void = serviceGroup.run()
         try await waitFor("three workers alive") { group.aliveThreads.count == 3 }
         await serviceGroup.triggerGracefulShutdown()
@@ -111,6 +103,21 @@ struct ThreadGroupServiceTests {
     }
 }
 
+/// A ServiceGroup running another service, then the thread group's service (shut down in reverse).
+func serviceGroupWithOtherService(_ group: ThreadGroup, handlesSIGTERM: Bool, label: String) -> (ServiceGroup, OtherService, Reports) {
+    let reports = Reports()
+    let other = OtherService(ended: .init())
+    let serviceGroup = ServiceGroup(
+        configuration: .init(
+            services: [
+                .init(service: other),
+                .init(service: ThreadGroupService(group: group, timeout: .seconds(30), onReport: reports.append)),
+            ],
+            gracefulShutdownSignals: handlesSIGTERM ? [.sigterm] : [],
+            logger: Logger(label: label)))
+    return (serviceGroup, other, reports)
+}
+
 /// The child process: a ServiceGroup with a thread group and another service, stopped by SIGTERM.
 func serviceGroupChild() async {
     do {
@@ -121,16 +128,7 @@ func serviceGroupChild() async {
                 while !token.wait(timeout: .seconds(1)) {}
             }
         }
-        let reports = Reports()
-        let other = OtherService(ended: .init())
-        let serviceGroup = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: other),
-                    .init(service: ThreadGroupService(group: group, timeout: .seconds(30), onReport: reports.append)),
-                ],
-                gracefulShutdownSignals: [.sigterm],
-                logger: Logger(label: "child")))
+        let (serviceGroup, other, reports) = serviceGroupWithOtherService(group, handlesSIGTERM: true, label: "child")
         async let running: Void = serviceGroup.run()
         try await waitFor("workers alive") { group.aliveThreads.count == 4 }
         // The ServiceGroup sets up its signal sources before it starts any service.
