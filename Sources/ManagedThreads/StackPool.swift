@@ -133,7 +133,7 @@ final class StackPool: Sendable {
         var pending: [(thread: pthread_t, stack: ThreadStack)] = []
         for orphan in orphans {
             // A past deadline: reaps a thread that has finished exiting, never waits.
-            if (try? PThread.join(orphan.thread, until: now)) == true {
+            if PThread.join(orphan.thread, until: now) {
                 release(orphan.stack)
             } else {
                 pending.append(orphan)
