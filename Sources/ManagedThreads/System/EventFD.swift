@@ -23,9 +23,4 @@ enum EventFD {
             return
         }
     }
-
-    /// Reads and resets the counter; 0 when it was already zero.
-    static func drain(_ fd: Int32) throws(ThreadError) -> UInt64 {
-        try readCounter(fd, .eventfdRead)
-    }
 }

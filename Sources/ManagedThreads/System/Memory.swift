@@ -34,10 +34,12 @@ enum Memory {
 
     /// The soft RLIMIT_STACK, which glibc uses as its default thread stack size; 8 MiB when it is
     /// unlimited or unreadable.
+    /// The corresponding C function is `getrlimit`.
     static var defaultThreadStackSize: Int {
         var limit = rlimit()
         let eightMiB = 8 * 1024 * 1024
-        guard getrlimit(__rlimit_resource_t(RLIMIT_STACK.rawValue), &limit) == 0,
+        // getrlimit fails only with EINVAL (a bad resource: a bug); the fallback covers it anyway.
+        guard (try? syscall(.getrlimit) { getrlimit(__rlimit_resource_t(RLIMIT_STACK.rawValue), &limit) }) != nil,
               limit.rlim_cur != rlim_t.max, limit.rlim_cur >= 64 * 1024 else { return eightMiB }
         return min(Int(limit.rlim_cur), 1 << 30)
     }

@@ -13,7 +13,6 @@ enum SystemCall: String, Sendable, CaseIterable {
     case pthreadDetach = "pthread_detach"
     case eventfd = "eventfd"
     case eventfdWrite = "write(eventfd)"
-    case eventfdRead = "read(eventfd)"
     case timerfdCreate = "timerfd_create"
     case timerfdSettime = "timerfd_settime"
     case timerfdGettime = "timerfd_gettime"
@@ -23,7 +22,6 @@ enum SystemCall: String, Sendable, CaseIterable {
     case mprotect = "mprotect"
     case munmap = "munmap"
     case getrlimit = "getrlimit"
-    case setrlimit = "setrlimit"
 
     /// A hint for a person reading the error.
     func advice(for errno: Int32) -> String {
