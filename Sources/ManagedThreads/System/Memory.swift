@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// Thin wrappers over mmap/mprotect/munmap for thread stacks.
+/// Thin wrappers over mmap/mprotect/munmap for thread stacks, and the stack size limit.
 enum Memory {
     static let pageSize: Int = {
         let size = sysconf(Int32(_SC_PAGESIZE))
@@ -26,10 +26,18 @@ enum Memory {
         _ = try syscall(.mprotect, restartable: false) { mprotect(address, size, PROT_NONE) }
     }
 
-    /// Unmaps memory the library mapped. Failure means a bad address: a bug.
-    static func unmap(_ address: UnsafeMutableRawPointer, size: Int) {
-        let rc = munmap(address, size)
-        precondition(rc == 0, "munmap failed with \(Errno.name(Errno.current)): a bug in ManagedThreads")
+    /// Unmaps memory the library mapped.
+    ///
+    /// ENOMEM is environmental: unmapping can split a mapping the kernel merged with a neighbour,
+    /// and a split is refused when the process is at `vm.max_map_count`; the memory then stays
+    /// mapped and the caller keeps it. EINVAL means a bad address: a bug, so a precondition.
+    /// The corresponding C function is `munmap`.
+    static func unmap(_ address: UnsafeMutableRawPointer, size: Int) throws(ThreadError) {
+        do {
+            _ = try syscall(.munmap, restartable: false) { munmap(address, size) }
+        } catch where error.errno == EINVAL {
+            preconditionFailure("munmap failed with EINVAL: a bug in ManagedThreads")
+        }
     }
 
     /// The soft RLIMIT_STACK, which glibc uses as its default thread stack size; 8 MiB when it is
