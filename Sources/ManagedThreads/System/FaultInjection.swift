@@ -110,14 +110,20 @@ enum FaultInjection {
         return (value, disarm(key))
     }
 
-    /// Async form of ``with(_:errno:count:scope:_:)``, for `.process` faults in exit tests (an
-    /// async body may resume on another thread, so a thread-scoped fault would miss it).
-    static func with<R>(
+    /// Async form of ``counting(_:errno:count:scope:_:)``, for `.process` faults in exit tests
+    /// (an async body may resume on another thread, so a thread-scoped fault would miss it).
+    static func counting<R>(
         _ call: SystemCall, errno: Int32, count: Int = 1, scope: Scope, _ body: () async throws -> R
-    ) async rethrows -> R {
+    ) async rethrows -> (value: R, fired: Int) {
         let key = arm(call, errno: errno, count: count, scope: scope)
-        defer { _ = disarm(key) }
-        return try await body()
+        let value: R
+        do {
+            value = try await body()
+        } catch {
+            _ = disarm(key)
+            throw error
+        }
+        return (value, disarm(key))
     }
 
     private static func arm(_ call: SystemCall, errno: Int32, count: Int, scope: Scope) -> Key {
