@@ -175,11 +175,19 @@ enum FaultInjection {
 
     // MARK: Spawned threads
 
-    /// On the spawning thread: the context a new managed thread inherits (0 for none).
+    /// On the spawning thread: the context a new managed thread inherits (0 for none). Only a
+    /// context that has a fault reaching spawned threads armed, or a recording running, is passed
+    /// on — and only now: a thread spawned earlier, even one that has not started yet (an async
+    /// shutdown's joining thread spawned from a pool thread that then runs another test), must not
+    /// take a fault armed later on the same thread.
     static func contextForNewThread() -> Int32 {
         guard active.load(ordering: .relaxed) > 0 else { return 0 }
         let tid = cshims_gettid()
-        return state.withLock { $0.inherited[tid] ?? tid }
+        return state.withLock { state in
+            let owner = state.inherited[tid] ?? tid
+            let reaches = state.ledgers[owner] != nil || state.faults.keys.contains { $0.owner == owner && $0.reachesSpawned }
+            return reaches ? owner : 0
+        }
     }
 
     /// On the new thread, before anything else: take on `context` (from ``contextForNewThread()``).
