@@ -401,7 +401,8 @@ final class RowRun {
                 return thread
             }
             guard let thread = outcome(result).map(track) else { return }
-            expect(thread.tid.map { kernelComm($0) != thread.kernelName } == true, "the kernel name was set although the call failed")
+            let comm = thread.tid.flatMap(kernelComm)
+            expect(comm != thread.kernelName, "the kernel name was set although the call failed: comm \(comm ?? "nil"), spawner's comm \(kernelComm(PThread.currentTID) ?? "nil"), fired \(fired)")
             expect(thread.isAlive, "the thread did not keep running")
             let stopped = try thread.stop(timeout: .seconds(30))
             expect(stopped && thread.error == nil, "the thread did not stop cleanly")
