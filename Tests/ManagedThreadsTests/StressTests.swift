@@ -522,6 +522,7 @@ struct StressTests {
         print("stress: \(count) scenarios from base seed \(base)")
         let start = ContinuousClock.now
         var spawned = 0, refused = 0, stuck = 0, unaccounted = 0, failed = 0
+        var overshoots: [Duration] = []
         var maxOvershoot = Duration.zero
         var overshootSeed: UInt64 = base
         for index in 0..<count {
@@ -532,6 +533,7 @@ struct StressTests {
             refused += outcome.refused
             stuck += outcome.stuck
             unaccounted += outcome.unaccounted
+            overshoots.append(outcome.overshoot)
             if outcome.overshoot > maxOvershoot {
                 maxOvershoot = outcome.overshoot
                 overshootSeed = seed
@@ -543,7 +545,11 @@ struct StressTests {
                 }
             }
             if (index + 1) % 100 == 0 || index + 1 == count {
-                print("stress: \(index + 1)/\(count) scenarios, \(spawned) threads spawned, \(refused) spawns refused, \(stuck) reported stuck, \(unaccounted) unaccounted, \(failed) failed, max overshoot \(maxOvershoot) (seed \(overshootSeed)), \(start.duration(to: .now))")
+                let sorted = overshoots.sorted()
+                func percentile(_ p: Double) -> String { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))].formattedMilliseconds }
+                print("stress: \(index + 1)/\(count) scenarios, \(spawned) threads spawned, \(refused) spawns refused, "
+                    + "\(stuck) reported stuck, \(unaccounted) unaccounted, \(failed) failed; overshoot p50 \(percentile(0.5)) "
+                    + "p99 \(percentile(0.99)) max \(maxOvershoot.formattedMilliseconds) (seed \(overshootSeed)); \(start.duration(to: .now).formattedMilliseconds)")
             }
         }
     }
