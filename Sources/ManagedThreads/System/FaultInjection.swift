@@ -81,8 +81,11 @@ enum FaultInjection {
         var ledgers: [Int32: Ledger] = [:]
     }
 
-    /// Armed faults plus running recordings: when 0, every hook returns at once.
-    private static let active = Atomic<Int>(0)
+    /// Armed faults: when 0, ``take(_:)`` (called on every System call) returns at once.
+    private static let armed = Atomic<Int>(0)
+    /// Running recordings: when 0, ``record(_:)`` returns at once. Kept apart from `armed`, so a
+    /// recording does not make every System call of every thread take the lock.
+    private static let recordings = Atomic<Int>(0)
     private static let state = Mutex<State>(State())
 
     /// Runs `body` with `call` failing `count` times with `errno`, then disarms whatever is left.
@@ -129,14 +132,14 @@ enum FaultInjection {
     private static func arm(_ call: SystemCall, errno: Int32, count: Int, scope: Scope) -> Key {
         let key = Key(call: call, owner: scope == .process ? 0 : cshims_gettid(), reachesSpawned: scope == .currentThreadAndSpawned)
         state.withLock { $0.faults[key] = Fault(errno: errno, remaining: count) }
-        active.add(1, ordering: .sequentiallyConsistent)
+        armed.add(1, ordering: .sequentiallyConsistent)
         return key
     }
 
     /// Removes the fault (if still there) and returns how often it fired.
     private static func disarm(_ key: Key) -> Int {
         guard let fault = state.withLock({ $0.faults.removeValue(forKey: key) }) else { return 0 }
-        active.subtract(1, ordering: .sequentiallyConsistent)
+        armed.subtract(1, ordering: .sequentiallyConsistent)
         return fault.fired
     }
 
@@ -150,7 +153,7 @@ enum FaultInjection {
 
     /// The errno to fail `call` with now, if a fault is armed for it; consumes one use.
     static func take(_ call: SystemCall) -> Int32? {
-        guard active.load(ordering: .relaxed) > 0 else { return nil }
+        guard armed.load(ordering: .relaxed) > 0 else { return nil }
         let tid = cshims_gettid()
         return state.withLock { state -> Int32? in
             var keys = [
@@ -181,7 +184,7 @@ enum FaultInjection {
     /// shutdown's joining thread spawned from a pool thread that then runs another test), must not
     /// take a fault armed later on the same thread.
     static func contextForNewThread() -> Int32 {
-        guard active.load(ordering: .relaxed) > 0 else { return 0 }
+        guard armed.load(ordering: .relaxed) > 0 || recordings.load(ordering: .relaxed) > 0 else { return 0 }
         let tid = cshims_gettid()
         return state.withLock { state in
             let owner = state.inherited[tid] ?? tid
@@ -212,10 +215,10 @@ enum FaultInjection {
     static func recording<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> (value: R, ledger: Ledger) {
         let tid = cshims_gettid()
         state.withLock { $0.ledgers[tid] = Ledger() }
-        active.add(1, ordering: .sequentiallyConsistent)
+        recordings.add(1, ordering: .sequentiallyConsistent)
         func finish() -> Ledger {
             let ledger = state.withLock { $0.ledgers.removeValue(forKey: tid) } ?? Ledger()
-            active.subtract(1, ordering: .sequentiallyConsistent)
+            recordings.subtract(1, ordering: .sequentiallyConsistent)
             return ledger
         }
         let value: R
@@ -229,7 +232,7 @@ enum FaultInjection {
     }
 
     static func record(_ event: Ledger.Event) {
-        guard active.load(ordering: .relaxed) > 0 else { return }
+        guard recordings.load(ordering: .relaxed) > 0 else { return }
         let tid = cshims_gettid()
         state.withLock { state in
             let owner = state.ledgers[tid] != nil ? tid : state.inherited[tid]
