@@ -110,6 +110,10 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     // Set by `spawn`, taken (and cleared) once by the new thread: pthread_create orders the write
     // before the thread's read, and nothing else touches it.
     private nonisolated(unsafe) var body: ((StopToken) throws -> Void)?
+    #if DEBUG
+    /// The fault-injection context the thread inherits from its spawner (debug builds only).
+    private let faultContext: Int32
+    #endif
 
     init(
         name: String, purpose: String?, options: ThreadOptions, group: ThreadGroup? = nil,
@@ -125,6 +129,9 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         self.stop = StopState()
         self.life = .allocate(Self.running)
         self.body = body
+        #if DEBUG
+        self.faultContext = FaultInjection.contextForNewThread()
+        #endif
         self.stop.owner = self
     }
 
@@ -223,6 +230,10 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
 
     /// Runs on the new thread.
     fileprivate func run() {
+        #if DEBUG
+        FaultInjection.enterThread(context: faultContext)
+        defer { FaultInjection.leaveThread(context: faultContext) }
+        #endif
         handleValue.store(UInt(pthread_self()), ordering: .releasing)
         let tid = PThread.currentTID
         tidValue.store(tid, ordering: .releasing)
@@ -330,7 +341,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     ///
     /// Always returns by the deadline (a deadline in the past still reaps a thread that has already
     /// ended). Safe to call from many threads at once; all of them see the same outcome.
-    /// The corresponding C function is `pthread_timedjoin_np`.
+    /// The corresponding C function is `pthread_clockjoin_np`.
     /// - Returns: true if the thread has exited and been joined, false if the deadline came first.
     /// - Throws: ``ThreadError/Code/selfJoin`` when called from the thread itself (including from
     ///   its own `onStop` callbacks as it ends).
@@ -347,7 +358,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
                 return true
             case Self.exited:
                 guard life.compareExchange(Self.exited, Self.reaping) else { continue }
-                return try reap(until: deadline)
+                return reap(until: deadline)
             case Self.running:
                 guard life.compareExchange(Self.running, Self.runningWithSleepers) else { continue }
                 state = Self.runningWithSleepers
@@ -362,7 +373,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
                 // makes pthread_timedjoin_np return at once).
                 let last = life.load()
                 if last == Self.exited, life.compareExchange(Self.exited, Self.reaping) {
-                    return try reap(until: deadline)
+                    return reap(until: deadline)
                 }
                 return last == Self.joined
             }
@@ -393,14 +404,8 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     }
 
     /// Holds the reaping right (state `reaping`); joins the exiting thread within the deadline.
-    private func reap(until deadline: ContinuousClock.Instant) throws(ThreadError) -> Bool {
-        let done: Bool
-        do {
-            done = try PThread.join(handle, until: deadline)
-        } catch {
-            if life.exchange(Self.exited) == Self.reapingWithSleepers { life.wakeAll() }
-            throw error
-        }
+    private func reap(until deadline: ContinuousClock.Instant) -> Bool {
+        let done = PThread.join(handle, until: deadline)
         if done, let stack {
             // Joined: the kernel and glibc are done with the stack.
             StackPool.shared.release(stack)

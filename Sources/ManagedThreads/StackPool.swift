@@ -38,6 +38,11 @@ final class StackPool: Sendable {
         var freeBytes = 0
         /// Threads whose handle was dropped unjoined: joined here later, then their stacks reused.
         var orphans: [(thread: pthread_t, stack: ThreadStack)] = []
+        /// Mappings without a guard page (its mprotect failed) that munmap refused too; unmapped
+        /// by a later trim.
+        var unmapLater: [ThreadStack] = []
+        /// Mappings this pool holds (in use, free or waiting to be unmapped), by mapping size.
+        var mapped: [Int: Int] = [:]
     }
 
     private let state = Lock<State>(State())
@@ -68,16 +73,21 @@ final class StackPool: Sendable {
             }
             return (reused, Self.takeExcess(&state, budget: retained.load(ordering: .relaxed), limit: Self.trimBatch))
         }
-        excess.forEach(Self.unmap)
+        unmap(excess)
         if let reused { return reused }
         let base = try Memory.mapStack(size: size)
+        let stack = ThreadStack(mapping: UInt(bitPattern: base), mappingSize: size)
+        state.withLock { $0.mapped[size, default: 0] += 1 }
         do {
             try Memory.protectGuard(base, size: Memory.pageSize)
         } catch {
-            Memory.unmap(base, size: size)
+            // Most likely ENOMEM at vm.max_map_count, where munmap may be refused as well.
+            if !unmap(stack) {
+                state.withLock { $0.unmapLater.append(stack) }
+            }
             throw error
         }
-        return ThreadStack(mapping: UInt(bitPattern: base), mappingSize: size)
+        return stack
     }
 
     /// Returns a stack whose thread has been joined. No system call.
@@ -97,13 +107,31 @@ final class StackPool: Sendable {
     /// Unmaps free stacks beyond ``retainedBytes`` and reaps orphans that have exited.
     func trim() {
         reapOrphans()
-        let excess = state.withLock { Self.takeExcess(&$0, budget: retained.load(ordering: .relaxed), limit: .max) }
-        excess.forEach(Self.unmap)
+        let (excess, unguarded) = state.withLock { state -> ([ThreadStack], [ThreadStack]) in
+            var unguarded: [ThreadStack] = []
+            swap(&unguarded, &state.unmapLater)
+            return (Self.takeExcess(&state, budget: retained.load(ordering: .relaxed), limit: .max), unguarded)
+        }
+        unmap(excess)
+        let refused = unguarded.filter { !unmap($0) }
+        if !refused.isEmpty {
+            state.withLock { $0.unmapLater += refused }
+        }
     }
 
     /// Free stacks now held, and their total mapping size.
     var freeStacks: (count: Int, bytes: Int) {
         state.withLock { ($0.free.values.reduce(0) { $0 + $1.count }, $0.freeBytes) }
+    }
+
+    /// For one mapping size: mappings held (in use, free, or waiting to be unmapped), free stacks,
+    /// and mappings waiting to be unmapped. With no thread using a stack of that size,
+    /// `mapped == free + unmapLater`, or the pool lost track of memory.
+    func counts(mappingSize size: Int) -> (mapped: Int, free: Int, unmapLater: Int) {
+        state.withLock { state in
+            (state.mapped[size, default: 0], state.free[size]?.count ?? 0,
+             state.unmapLater.filter { $0.mappingSize == size }.count)
+        }
     }
 
     private static func takeExcess(_ state: inout State, budget: Int, limit: Int) -> [ThreadStack] {
@@ -117,8 +145,23 @@ final class StackPool: Sendable {
         return taken
     }
 
-    private static func unmap(_ stack: ThreadStack) {
-        Memory.unmap(UnsafeMutableRawPointer(bitPattern: stack.mapping)!, size: stack.mappingSize)
+    /// Unmaps free stacks; one that munmap refuses (ENOMEM, see ``Memory/unmap(_:size:)``) is
+    /// still a whole, guarded stack, so it goes back on the free list for a later trim.
+    private func unmap(_ stacks: [ThreadStack]) {
+        for stack in stacks where !unmap(stack) {
+            release(stack)
+        }
+    }
+
+    /// Unmaps one mapping; false if munmap refused (the mapping is unchanged).
+    private func unmap(_ stack: ThreadStack) -> Bool {
+        do {
+            try Memory.unmap(UnsafeMutableRawPointer(bitPattern: stack.mapping)!, size: stack.mappingSize)
+        } catch {
+            return false
+        }
+        state.withLock { $0.mapped[stack.mappingSize, default: 0] -= 1 }
+        return true
     }
 
     private func reapOrphans() {
@@ -133,7 +176,7 @@ final class StackPool: Sendable {
         var pending: [(thread: pthread_t, stack: ThreadStack)] = []
         for orphan in orphans {
             // A past deadline: reaps a thread that has finished exiting, never waits.
-            if (try? PThread.join(orphan.thread, until: now)) == true {
+            if PThread.join(orphan.thread, until: now) {
                 release(orphan.stack)
             } else {
                 pending.append(orphan)

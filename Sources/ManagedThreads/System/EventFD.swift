@@ -8,7 +8,9 @@ enum EventFD {
     /// Creates a non-blocking, close-on-exec eventfd with a zero counter.
     /// The corresponding C function is `eventfd`.
     static func create() throws(ThreadError) -> Int32 {
-        try syscall(.eventfd) { eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK)) }
+        let fd = try syscall(.eventfd) { eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK)) }
+        noteDescriptorOpened(fd, by: .eventfd)
+        return fd
     }
 
     /// Adds one to the counter, making the descriptor readable. A full counter (EAGAIN) is
@@ -20,10 +22,5 @@ enum EventFD {
         } catch where error.errno == EAGAIN {
             return
         }
-    }
-
-    /// Reads and resets the counter; 0 when it was already zero.
-    static func drain(_ fd: Int32) throws(ThreadError) -> UInt64 {
-        try readCounter(fd, .eventfdRead)
     }
 }

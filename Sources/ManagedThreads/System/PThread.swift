@@ -30,11 +30,13 @@ enum PThread {
     }
 
     /// Waits for `thread` to terminate, at most until `deadline`. Returns false on timeout.
+    /// Cannot fail otherwise: ESRCH/EINVAL/EDEADLK would mean the library lost track of its own
+    /// handle (it joins only threads it created, once, after they ended), so they trap.
     /// The corresponding C function is `pthread_clockjoin_np` (CLOCK_MONOTONIC).
-    static func join(_ thread: pthread_t, until deadline: ContinuousClock.Instant) throws(ThreadError) -> Bool {
+    static func join(_ thread: pthread_t, until deadline: ContinuousClock.Instant) -> Bool {
         var abstime = monotonicDeadline(for: deadline)
-        if let forced = injectedFault(.pthreadTimedjoin) { throw .system(.pthreadTimedjoin, forced) }
-        let rc = cshims_thread_clockjoin(thread, &abstime)
+        // A forced errno takes the same path as a real one.
+        let rc = injectedFault(.pthreadTimedjoin) ?? cshims_thread_clockjoin(thread, &abstime)
         switch rc {
         case 0: return true
         case ETIMEDOUT: return false
@@ -44,9 +46,11 @@ enum PThread {
         }
     }
 
-    /// Detaches `thread` so the system reclaims it when it ends.
+    /// Detaches `thread` so the system reclaims it when it ends. Cannot fail short of a bug
+    /// (EINVAL: not joinable; ESRCH: no such thread), so a failure traps.
     static func detach(_ thread: pthread_t) {
-        let rc = pthread_detach(thread)
+        // A forced errno takes the same path as a real one.
+        let rc = injectedFault(.pthreadDetach) ?? pthread_detach(thread)
         precondition(rc == 0, "pthread_detach failed with \(Errno.name(rc)): a bug in ManagedThreads")
     }
 

@@ -40,7 +40,9 @@ enum Signals {
     /// block). The corresponding C function is `signalfd`.
     static func makeDescriptor(for signals: [Int32]) throws(ThreadError) -> Int32 {
         var mask = set(of: signals)
-        return try syscall(.signalfd) { signalfd(-1, &mask, Int32(SFD_CLOEXEC) | Int32(SFD_NONBLOCK)) }
+        let fd = try syscall(.signalfd) { signalfd(-1, &mask, Int32(SFD_CLOEXEC) | Int32(SFD_NONBLOCK)) }
+        noteDescriptorOpened(fd, by: .signalfd)
+        return fd
     }
 
     /// Reads every pending signal from a non-blocking signalfd; empty when none is pending.

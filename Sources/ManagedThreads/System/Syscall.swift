@@ -12,13 +12,15 @@ func syscall<T: FixedWidthInteger>(
     _ call: SystemCall, restartable: Bool = true, _ body: () -> T
 ) throws(ThreadError) -> T {
     while true {
+        let err: Int32
         if let forced = injectedFault(call) {
-            if forced == EINTR && restartable { continue }
-            throw ThreadError.system(call, forced)
+            // A forced errno takes the same path as a real one.
+            err = forced
+        } else {
+            let result = body()
+            if result != -1 { return result }
+            err = Errno.current
         }
-        let result = body()
-        if result != -1 { return result }
-        let err = Errno.current
         if err == EINTR && restartable { continue }
         precondition(err != EBADF && err != EFAULT, "\(call.rawValue) failed with \(Errno.name(err)): a bug in ManagedThreads")
         throw ThreadError.system(call, err)
@@ -28,10 +30,7 @@ func syscall<T: FixedWidthInteger>(
 /// Calls a pthread function, which returns its error code instead of setting `errno`.
 @inline(never)
 func pthreadCall(_ call: SystemCall, _ body: () -> Int32) throws(ThreadError) {
-    if let forced = injectedFault(call) {
-        throw ThreadError.system(call, forced)
-    }
-    let rc = body()
+    let rc = injectedFault(call) ?? body()
     if rc != 0 {
         throw ThreadError.system(call, rc)
     }
@@ -40,6 +39,7 @@ func pthreadCall(_ call: SystemCall, _ body: () -> Int32) throws(ThreadError) {
 /// Closes a descriptor the library owns. Never retried: on Linux the descriptor is released even
 /// when `close` reports EINTR, and a retry could close a descriptor another thread just opened.
 func closeDescriptor(_ fd: Int32) {
+    noteDescriptorClosing(fd)
     let rc = Glibc.close(fd)
     if rc == -1 {
         let err = Errno.current

@@ -8,9 +8,11 @@ enum TimerFD {
     /// A non-blocking, close-on-exec timer on CLOCK_MONOTONIC.
     /// The corresponding C function is `timerfd_create`.
     static func create() throws(ThreadError) -> Int32 {
-        try syscall(.timerfdCreate) {
+        let fd = try syscall(.timerfdCreate) {
             timerfd_create(CLOCK_MONOTONIC, Int32(TFD_CLOEXEC) | Int32(TFD_NONBLOCK))
         }
+        noteDescriptorOpened(fd, by: .timerfdCreate)
+        return fd
     }
 
     /// Arms the timer: first expiry after `initial`, then every `interval` (zero: one-shot).
