@@ -189,18 +189,28 @@ struct ProcessAuditTests {
 
     @Test("a clean audited run in a quiet process finds nothing")
     func cleanAudit() async {
-        await #expect(processExitsWith: .success) {
-            let check = try ThreadLeakCheck(name: "quiet", options: .init(auditProcess: true, linger: .milliseconds(500)))
-            try check.run {
-                let worker = try ThreadGroup.current.spawn(name: "audited-ok") { token in _ = token.wait(timeout: .seconds(120)) }
-                let stopped = try worker.stop(timeout: .seconds(30))
-                precondition(stopped)
-            }
-            let outcome = await check.finish()
-            guard outcome.isClean else {
-                print("unexpected outcome: \(outcome)")
-                exit(1)
-            }
+        await #expect(processExitsWith: .success) { cleanAuditChild() }
+    }
+}
+
+/// The clean audited run, in the child. Synchronous from end to end: an async finish would resume
+/// on the concurrency pool, which may start a worker thread on a loaded machine, and the audit
+/// would rightly name that new OS thread.
+func cleanAuditChild() {
+    do {
+        let check = try ThreadLeakCheck(name: "quiet", options: .init(auditProcess: true, linger: .milliseconds(500)))
+        try check.run {
+            let worker = try ThreadGroup.current.spawn(name: "audited-ok") { token in _ = token.wait(timeout: .seconds(120)) }
+            let stopped = try worker.stop(timeout: .seconds(30))
+            precondition(stopped)
         }
+        let outcome = check.finish()
+        guard outcome.isClean else {
+            print("unexpected outcome: \(outcome)")
+            exit(1)
+        }
+    } catch {
+        print("child failed: \(error)")
+        exit(1)
     }
 }
