@@ -376,6 +376,9 @@ public final class ShutdownSignals: Sendable {
         let thread = watcher.withLock { $0 }
         // The watcher checks its token between polls, so it ends promptly.
         _ = try? thread?.join(until: .after(.seconds(10)))
+        // Its wake-up eventfd is not needed any more: close it now rather than when the last
+        // reference to this object goes (a shutdown thread may hold one a little longer).
+        cancelled.state.retireDescriptor()
         for (signal, action) in previousActions {
             Signals.setForwardTarget(signal, tid: 0)
             Signals.restore(signal, action)

@@ -528,7 +528,11 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         for index in node.entries.indices {
             let entry = node.entries[index]
             guard entry.status == .stuck || entry.status == .orphaned || entry.status == .abandoned,
-                let record = lingering.first(where: { $0.name == entry.name && ($0.tid == nil || $0.tid == entry.tid) })
+                let record = lingering.first(where: {
+                    // A thread that had not started when the report was written has no tid in its
+                    // entry, but may have one by the time the group recorded its stragglers.
+                    $0.name == entry.name && ($0.tid == nil || entry.tid == nil || $0.tid == entry.tid)
+                })
             else { continue }
             let thread = record.thread
             if let thread, thread.isAlive { continue }

@@ -231,7 +231,8 @@ struct ThreadGroupTests {
         }
         try waitFor { handles.allSatisfy { !$0.isAlive } }
         #expect(group.aliveThreads.isEmpty)
-        #expect(group.state.withLock { $0.threads.isEmpty })
+        // A thread tells its group last, just after it is marked exited: wait for the last ones.
+        try waitFor("every ended thread to leave the group's list") { group.state.withLock { $0.threads.isEmpty } }
         // The next spawn reaps what ended.
         try spawnIdle(group, "last")
         #expect(group.state.withLock { $0.finished.count } < 50)
