@@ -157,34 +157,7 @@ struct ProcessAuditTests {
     // child process of their own (an exit test), where nothing else starts threads.
     @Test("an OS thread started behind the library's back is named; one joined in the test is not")
     func rawThreadNamed() async {
-        await #expect(processExitsWith: .success) {
-            let gate = Gate()
-            let context = Unmanaged.passRetained(gate).toOpaque()
-            let check = try ThreadLeakCheck(name: "audited", options: .init(auditProcess: true, linger: .milliseconds(100)))
-            var leaked = pthread_t()
-            var joined = pthread_t()
-            check.run {
-                precondition(pthread_create(&leaked, nil, { arg in
-                    let gate = Unmanaged<Gate>.fromOpaque(arg!).takeRetainedValue()
-                    cshims_thread_setname(pthread_self(), "raw-leaker")
-                    gate.waitOpen()
-                    return nil
-                }, context) == 0)
-                precondition(pthread_create(&joined, nil, { _ in
-                    cshims_thread_setname(pthread_self(), "raw-tidy")
-                    return nil
-                }, nil) == 0)
-                precondition(pthread_join(joined, nil) == 0)
-            }
-            let outcome = await check.finish()
-            gate.release()
-            precondition(pthread_join(leaked, nil) == 0)
-            let osLeaks = outcome.leaks.filter { $0.kind == .osThread }
-            guard osLeaks.map(\.name) == ["raw-leaker"], "\(outcome)".contains("raw-leaker") else {
-                print("unexpected outcome: \(outcome)")
-                exit(1)
-            }
-        }
+        await #expect(processExitsWith: .success) { rawThreadAuditChild() }
     }
 
     @Test("a clean audited run in a quiet process finds nothing")
@@ -206,6 +179,41 @@ func cleanAuditChild() {
         }
         let outcome = check.finish()
         guard outcome.isClean else {
+            print("unexpected outcome: \(outcome)")
+            exit(1)
+        }
+    } catch {
+        print("child failed: \(error)")
+        exit(1)
+    }
+}
+
+/// The raw-thread audit, in the child; synchronous for the reason given at `cleanAuditChild`.
+func rawThreadAuditChild() {
+    do {
+        let gate = Gate()
+        let context = Unmanaged.passRetained(gate).toOpaque()
+        let check = try ThreadLeakCheck(name: "audited", options: .init(auditProcess: true, linger: .milliseconds(100)))
+        var leaked = pthread_t()
+        var joined = pthread_t()
+        check.run {
+            precondition(pthread_create(&leaked, nil, { arg in
+                let gate = Unmanaged<Gate>.fromOpaque(arg!).takeRetainedValue()
+                cshims_thread_setname(pthread_self(), "raw-leaker")
+                gate.waitOpen()
+                return nil
+            }, context) == 0)
+            precondition(pthread_create(&joined, nil, { _ in
+                cshims_thread_setname(pthread_self(), "raw-tidy")
+                return nil
+            }, nil) == 0)
+            precondition(pthread_join(joined, nil) == 0)
+        }
+        let outcome = check.finish()
+        gate.release()
+        precondition(pthread_join(leaked, nil) == 0)
+        let osLeaks = outcome.leaks.filter { $0.kind == .osThread }
+        guard osLeaks.map(\.name) == ["raw-leaker"], "\(outcome)".contains("raw-leaker") else {
             print("unexpected outcome: \(outcome)")
             exit(1)
         }
