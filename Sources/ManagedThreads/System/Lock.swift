@@ -12,13 +12,16 @@ import Glibc
 /// to the data it guards as a race. pthread mutexes are intercepted by TSan, so with this lock the
 /// sanitizer checks the real protocol: a race it reports is one.
 final class Lock<Value>: @unchecked Sendable {
-    // @unchecked: `value` is only touched between pthread_mutex_lock and _unlock on `mutex`,
-    // which lives at a stable heap address for the object's lifetime.
+    // @unchecked: the value is only touched between pthread_mutex_lock and _unlock on `mutex`.
+    // Both live at stable heap addresses of their own for the object's lifetime. The value is
+    // not a stored property: TSan reports an inout access to a zero-sized stored property (a
+    // `Lock<Void>`) as a write to the object's first word, racing every method call's read of it.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private var value: Value
+    private let storage: UnsafeMutablePointer<Value>
 
     init(_ value: Value) {
-        self.value = value
+        storage = .allocate(capacity: 1)
+        storage.initialize(to: value)
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -27,12 +30,14 @@ final class Lock<Value>: @unchecked Sendable {
     deinit {
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
+        storage.deinitialize(count: 1)
+        storage.deallocate()
     }
 
     func withLock<Result, E: Error>(_ body: (inout Value) throws(E) -> Result) throws(E) -> Result {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return try body(&value)
+        return try body(&storage.pointee)
     }
 }
 #else
