@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -97,22 +98,53 @@ int cshims_tgkill(pid_t tid, int sig) {
     return (int)syscall(SYS_tgkill, getpid(), tid, sig);
 }
 
-// One forwarding target per signal number; read in signal context, so lock-free atomics only.
-static _Atomic pid_t cshims_forward_targets[_NSIG];
+// ---- The signal owner's C half (Sources/ManagedThreads/SignalOwner.swift owns the policy).
 
-static void cshims_forward_handler(int sig) {
+// Per signal: the eventfd the handler writes to, plus one (0: none). Read in signal context, so
+// lock-free atomics only. Set before the handler is installed, never cleared: the descriptor is
+// kept open for the life of the process, so a late handler never writes to a reused number.
+static _Atomic int cshims_route_slots[_NSIG];
+// The process that routed: a forked child sees another pid and gives the signal back.
+static _Atomic pid_t cshims_route_pid;
+// The actions in place before routing, written before the handler goes in.
+static struct sigaction cshims_route_previous[_NSIG];
+static _Atomic int cshims_route_running;
+
+static void cshims_route_handler(int sig) {
+    atomic_fetch_add(&cshims_route_running, 1);
     int saved = errno;
     if (sig > 0 && sig < _NSIG) {
-        pid_t target = atomic_load(&cshims_forward_targets[sig]);
-        if (target > 0) {
-            syscall(SYS_tgkill, getpid(), target, sig);
+        if (getpid() != atomic_load(&cshims_route_pid)) {
+            // A forked child: nobody reads the eventfd here (and it is the parent's). Behave as
+            // if the library had never been there: the old action, and the signal again. It is
+            // blocked while this handler runs, so it is delivered, with that action, on return.
+            sigaction(sig, &cshims_route_previous[sig], NULL);
+            raise(sig);
+        } else {
+            int slot = atomic_load(&cshims_route_slots[sig]);
+            if (slot > 0) {
+                uint64_t one = 1;
+                ssize_t n = write(slot - 1, &one, sizeof one);
+                (void)n;  // EAGAIN: the counter is full, which still reads as "delivered".
+            }
         }
     }
     errno = saved;
+    atomic_fetch_sub(&cshims_route_running, 1);
 }
+
+static __thread __attribute__((tls_model("initial-exec"))) uint32_t *cshims_interrupt_word;
 
 static void cshims_interrupt_handler(int sig) {
     (void)sig;
+    uint32_t *word = cshims_interrupt_word;
+    if (word != NULL) {
+        __atomic_store_n(word, 0, __ATOMIC_SEQ_CST);
+    }
+}
+
+void cshims_thread_set_interrupt_word(uint32_t *word) {
+    cshims_interrupt_word = word;
 }
 
 static int cshims_install(int sig, void (*handler)(int), int flags, struct sigaction *previous) {
@@ -128,17 +160,30 @@ static int cshims_install(int sig, void (*handler)(int), int flags, struct sigac
     return sigaction(sig, &action, previous);
 }
 
-int cshims_signal_install_forwarder(int sig, struct sigaction *previous) {
-    return cshims_install(sig, cshims_forward_handler, SA_RESTART, previous);
+int cshims_signal_route(int sig, int fd, struct sigaction *previous) {
+    if (sig <= 0 || sig >= _NSIG || fd < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    atomic_store(&cshims_route_pid, getpid());
+    atomic_store(&cshims_route_slots[sig], fd + 1);
+    if (sigaction(sig, NULL, &cshims_route_previous[sig]) != 0) {
+        return -1;
+    }
+    *previous = cshims_route_previous[sig];
+    return cshims_install(sig, cshims_route_handler, SA_RESTART, NULL);
 }
 
-int cshims_signal_set_forward_target(int sig, pid_t tid) {
+int cshims_signal_unroute(int sig) {
     if (sig <= 0 || sig >= _NSIG) {
         errno = EINVAL;
         return -1;
     }
-    atomic_store(&cshims_forward_targets[sig], tid);
-    return 0;
+    return sigaction(sig, &cshims_route_previous[sig], NULL);
+}
+
+int cshims_signal_handlers_running(void) {
+    return atomic_load(&cshims_route_running);
 }
 
 int cshims_signal_install_interrupter(int sig, struct sigaction *previous) {
@@ -155,5 +200,23 @@ int cshims_signal_is_ours(int sig) {
         errno = EINVAL;
         return -1;
     }
-    return current.sa_handler == cshims_forward_handler || current.sa_handler == cshims_interrupt_handler;
+    return current.sa_handler == cshims_route_handler || current.sa_handler == cshims_interrupt_handler;
+}
+
+int cshims_signal_is_default(int sig) {
+    struct sigaction current;
+    if (sig <= 0 || sig >= _NSIG || sigaction(sig, NULL, &current) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return (current.sa_flags & SA_SIGINFO) == 0 && current.sa_handler == SIG_DFL;
+}
+
+int cshims_flush_stdout_if_unlocked(void) {
+    if (ftrylockfile(stdout) != 0) {
+        return 1;
+    }
+    int rc = fflush(stdout);
+    funlockfile(stdout);
+    return rc;
 }

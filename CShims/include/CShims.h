@@ -72,34 +72,53 @@ int cshims_futex_wake(uint32_t *_Nonnull addr, int count);
 /// cannot call it. Returns 0, or -1 with errno (ESRCH: the thread is gone).
 int cshims_tgkill(pid_t tid, int sig);
 
-/// Installs, for `sig`, a handler that forwards the signal to the thread set with
-/// `cshims_signal_set_forward_target` (with `tgkill`, which is async-signal-safe), and stores the
-/// previous action in `previous`. Exists because a `struct sigaction` holds its handler in a union
-/// Swift cannot set, and the handler itself must be C (it runs in signal context).
+/// Routes `sig` to the library's signal owner: installs a handler (SA_RESTART, every signal
+/// blocked while it runs) that adds one to the eventfd `fd` and does nothing else, so whichever
+/// thread the kernel picks, no mask is changed and nothing but an async-signal-safe `write` runs
+/// in signal context. The action in place before is saved (for the fork rule below) and copied
+/// to `previous`. `fd` must stay open for the rest of the process: a handler already running on
+/// another thread may still write to it after `cshims_signal_unroute`.
 ///
-/// Why forward: a process-directed signal goes to any thread that does not block it. A thread
-/// started before the signals were blocked (by Dispatch, a C library, the test runner) would
-/// otherwise take the default action, which for SIGTERM ends the process. Forwarded, the signal
-/// becomes pending on the target thread, which blocks it and reads it from its signalfd.
-/// The handler uses SA_RESTART, so the thread it lands on sees no EINTR.
+/// In a process forked from the one that routed (no watcher thread exists there), the handler
+/// puts the saved action back and raises the signal again, so the child behaves as it would
+/// without the library (for SIGTERM by default: it ends) instead of dropping the signal.
 /// Returns 0, or -1 with errno (EINVAL).
-int cshims_signal_install_forwarder(int sig, struct sigaction *_Nonnull previous);
+int cshims_signal_route(int sig, int fd, struct sigaction *_Nonnull previous);
 
-/// Sets (tid > 0) or clears (0) the thread the forwarding handler for `sig` sends to. With no
-/// target the handler drops the signal. Returns 0, or -1 with errno EINVAL for a bad `sig`.
-int cshims_signal_set_forward_target(int sig, pid_t tid);
+/// Puts back the action saved by `cshims_signal_route` for `sig`. Returns 0, or -1 with errno.
+int cshims_signal_unroute(int sig);
 
-/// Installs, for `sig`, a handler that does nothing and is installed *without* SA_RESTART, so
-/// that delivering `sig` to a thread makes the blocking system call it sits in fail with EINTR.
-/// The previous action goes to `previous`. Returns 0, or -1 with errno (EINVAL).
+/// How many routing handlers are running right now, on any thread. After an unroute, a caller
+/// waits for zero to know every delivery that reached the handler has been counted.
+int cshims_signal_handlers_running(void);
+
+/// Installs, for `sig`, a handler installed *without* SA_RESTART, so that delivering `sig` to a
+/// thread makes the blocking system call it sits in fail with EINTR. The handler's only effect is
+/// to clear the calling thread's interrupt word (see `cshims_thread_set_interrupt_word`), which
+/// tells the sender the signal is no longer pending. The previous action goes to `previous`.
+/// Returns 0, or -1 with errno (EINVAL).
 int cshims_signal_install_interrupter(int sig, struct sigaction *_Nonnull previous);
 
-/// Puts back an action saved by one of the install functions. Returns 0, or -1 with errno.
+/// Sets the calling thread's interrupt word (NULL: none). The interrupt handler stores 0 there;
+/// a sender stores 1 before `tgkill` and sends nothing while it is 1, so a thread that masks the
+/// signal has at most one copy pending. Thread-local (initial-exec TLS, safe in a handler).
+void cshims_thread_set_interrupt_word(uint32_t *_Nullable word);
+
+/// Puts back an action saved by `cshims_signal_install_interrupter`. Returns 0, or -1 with errno.
 int cshims_signal_restore(int sig, const struct sigaction *_Nonnull previous);
 
 /// Whether the installed action for `sig` is still one of this library's handlers (1) or not (0);
 /// -1 with errno on a bad `sig`. Lets a caller notice that someone replaced the handler.
 int cshims_signal_is_ours(int sig);
+
+/// Whether `sig` has the default action (SIG_DFL) installed: 1, 0, or -1 with errno.
+int cshims_signal_is_default(int sig);
+
+/// Flushes `stdout` unless another thread holds its lock right now (`ftrylockfile`), for a
+/// process about to `_exit`: a stream locked mid-write could never be unlocked then, so waiting
+/// for it would hang. Swift cannot name `stdout` under strict concurrency. Returns 0 when
+/// flushed, 1 when skipped, EOF when the flush failed.
+int cshims_flush_stdout_if_unlocked(void);
 
 // Sequentially consistent atomics on a futex word. Swift's `Atomic` cannot hand out the address
 // the futex syscall needs, so the word lives in plain memory and is accessed only through these.

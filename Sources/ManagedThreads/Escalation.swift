@@ -9,19 +9,21 @@ import Glibc
 /// reports.
 ///
 /// ```swift
-/// // Half the budget to stop on their own; then SIGRTMIN+5 to each straggler, so a read() or
+/// // Half the budget to stop on their own; then SIGURG to each straggler, so a read() or
 /// // accept() that does not watch the token returns EINTR; whoever is left is abandoned.
 /// let policy = ShutdownPolicy.shared.escalating(.interrupt(then: .abandon))
 /// let report = group.shutdown(timeout: .seconds(4), policy: policy)
 /// ```
 ///
-/// The interrupt step sends a dedicated signal with `tgkill` to each thread still running. The
-/// library installs a handler for it that does nothing and lacks `SA_RESTART`, so the blocking
+/// The interrupt step sends a dedicated signal (``defaultInterruptSignal``, SIGURG) with `tgkill`
+/// to each thread still running that has not acknowledged the stop and holds no deadline
+/// extension. The library installs a handler for it that lacks `SA_RESTART`, so the blocking
 /// system call the thread sits in fails with `EINTR`; code that then checks its token ends. The
 /// signal must be one the application does not use: if something else has installed an action
-/// for it, the step is skipped and an error is logged. It is re-sent every 10 ms until the thread
-/// ends or the deadline comes (a signal that lands just before the thread enters the call
-/// interrupts nothing). Managed threads unblock the interrupt signal as they start; declare a
+/// for it, or it is a ``ShutdownSignals`` signal, the step is skipped and an error is logged. It
+/// is re-sent every 10 ms until the thread ends or the deadline comes (a signal that lands just
+/// before the thread enters the call interrupts nothing), but never while an earlier copy is still
+/// pending on the thread. Managed threads unblock the interrupt signal as they start; declare a
 /// signal other than ``defaultInterruptSignal`` with ``reserveInterruptSignal(_:)`` before
 /// starting threads.
 public struct Escalation: Sendable, Hashable, CustomStringConvertible {
@@ -54,10 +56,12 @@ public struct Escalation: Sendable, Hashable, CustomStringConvertible {
     /// Ask, wait, report: no signals, nothing abandoned.
     public static let cooperative = Escalation(interruptSignal: nil, cooperativeShare: 1, final: .report)
 
-    /// The default interrupt signal: `SIGRTMIN + 5`. Real-time signals are free for applications
-    /// (glibc keeps its own below `SIGRTMIN`); pick another with ``interrupt(signal:after:then:)``
-    /// if yours uses this one.
-    public static var defaultInterruptSignal: Int32 { __libc_current_sigrtmin() + 5 }
+    /// The default interrupt signal: `SIGURG`, as Go's runtime uses for preemption. It does not
+    /// queue (a thread that masks it holds one pending copy at most) and its default action is to
+    /// be ignored, so a managed thread unblocking it can never end or disturb the process. Pick
+    /// another with ``interrupt(signal:after:then:)`` and ``reserveInterruptSignal(_:)`` if your
+    /// program uses SIGURG itself (out-of-band socket data with `F_SETOWN`).
+    public static var defaultInterruptSignal: Int32 { SIGURG }
 
     /// An interrupt step after `share` of the budget, then `final`.
     /// - Parameters:
@@ -73,7 +77,7 @@ public struct Escalation: Sendable, Hashable, CustomStringConvertible {
         Escalation(interruptSignal: nil, cooperativeShare: 1, final: final)
     }
 
-    /// `cooperative`, or the steps: `interrupt(SIGRTMIN+5 after 50%)+abandon`.
+    /// `cooperative`, or the steps: `interrupt(SIGURG after 50%)+abandon`.
     public var description: String {
         var steps: [String] = []
         if let interruptSignal {
@@ -83,56 +87,17 @@ public struct Escalation: Sendable, Hashable, CustomStringConvertible {
         return steps.isEmpty ? "cooperative" : steps.joined(separator: "+")
     }
 
-    /// Installs the do-nothing handler for `signal` once per process. Returns why it cannot be
-    /// used, or nil when it is ready.
-    static func prepareInterrupt(_ signal: Int32) -> String? {
-        guard signal > 0, signal <= Signals.maximum, !Signals.reserved.contains(signal) else {
-            return "\(Signals.name(signal)) is not a valid signal for interrupting threads"
-        }
-        return interrupters.withLock { installed -> String? in
-            if installed.contains(signal) {
-                return cshims_signal_is_ours(signal) == 1 ? nil : "the handler for \(Signals.name(signal)) was replaced by someone else"
-            }
-            var current = sigaction()
-            sigaction(signal, nil, &current)
-            // SIG_DFL is the null handler: anything else is someone's choice for this signal.
-            let handler = unsafeBitCast(current.__sigaction_handler, to: Int.self)
-            guard handler == 0 else {
-                return "\(Signals.name(signal)) already has an action installed by the application; choose another interrupt signal"
-            }
-            do {
-                _ = try Signals.installInterrupter(signal)
-            } catch {
-                return "\(error)"
-            }
-            installed.insert(signal)
-            return nil
-        }
-    }
-
-    private static let interrupters = Lock<Set<Int32>>([])
-
-    /// Bit n set: signal n is unblocked by every managed thread as it starts.
-    private static let unblockMask = Atomic<UInt64>(1 << UInt64(__libc_current_sigrtmin() + 5))
-
     /// Declares `signal` as an interrupt signal before threads start: its handler is installed
     /// now, and every managed thread started from now on unblocks it (threads spawned from
     /// Dispatch or concurrency-pool threads inherit a mask that blocks it otherwise, and a blocked
     /// signal interrupts nothing). ``defaultInterruptSignal`` needs no declaring.
-    /// - Throws: ``ThreadError/Code/invalidArgument`` for a reserved or invalid signal, or one
-    ///   the application has installed an action for.
+    ///
+    /// The handler goes in before any thread unblocks the signal, so a delivery can never meet the
+    /// default action (which, for a real-time signal, ends the process).
+    /// - Throws: ``ThreadError/Code/invalidArgument`` for a reserved or invalid signal, one the
+    ///   application has installed an action for, or one that ``ShutdownSignals`` watches.
     public static func reserveInterruptSignal(_ signal: Int32) throws(ThreadError) {
-        if let problem = prepareInterrupt(signal) { throw .invalidArgument(problem) }
-        if signal < 64 { unblockMask.bitwiseOr(1 << UInt64(signal), ordering: .relaxed) }
-    }
-
-    /// Unblocks the interrupt signals in the calling thread (a managed thread starting).
-    static func unblockInterruptSignals() {
-        let mask = unblockMask.load(ordering: .relaxed)
-        var set = sigset_t()
-        sigemptyset(&set)
-        for signal in 1..<64 where mask & (1 << UInt64(signal)) != 0 { sigaddset(&set, Int32(signal)) }
-        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        try SignalOwner.reserveInterrupt(signal)
     }
 }
 

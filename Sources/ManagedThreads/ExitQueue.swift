@@ -60,6 +60,12 @@ final class ExitQueue: Sendable {
         }
     }
 
+    /// Whether `thread` holds a grant that has not run out yet.
+    func holdsExtension(_ thread: ManagedThread) -> Bool {
+        let now = ContinuousClock.now
+        return extensions.withLock { $0.records[ObjectIdentifier(thread)].map { $0.until > now } ?? false }
+    }
+
     /// Stops granting and returns the latest grant and one record per thread that asked.
     func closeExtensions() -> (until: ContinuousClock.Instant?, records: [ShutdownReport.Extension]) {
         extensions.withLock { state in

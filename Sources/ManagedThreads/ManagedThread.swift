@@ -86,6 +86,8 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
 
     let stop: StopState
     let life: FutexWord
+    /// 1 while an interrupt signal sent to the thread is pending; see ``SignalOwner``.
+    let interruptWord: FutexWord
     /// The group this thread belongs to, if any (weak: a group owns its threads, not the reverse).
     /// Told when the thread ends, before it is marked exited.
     weak let group: ThreadGroup?
@@ -128,6 +130,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         self.spawnTime = .now
         self.stop = StopState()
         self.life = .allocate(Self.running)
+        self.interruptWord = .allocate(0)
         self.body = body
         #if DEBUG
         self.faultContext = FaultInjection.contextForNewThread()
@@ -156,6 +159,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
             }
         }
         life.deallocate()
+        interruptWord.deallocate()
     }
 
     /// Starts a new thread running `body`.
@@ -241,7 +245,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         try? PThread.setCurrentName(kernelName)  // a name is a diagnostic aid, never a reason to fail
         // A thread spawned from a Dispatch or concurrency-pool thread inherits a mask that blocks
         // nearly every signal; the escalation's interrupt signals must get through.
-        Escalation.unblockInterruptSignals()
+        SignalOwner.threadStarted(interruptWord: interruptWord)
         instruments.threadStarted(self, tid: tid)
         let error: (any Error)?
         if let group {
@@ -256,6 +260,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
             $0.error = error
             $0.endedAt = .now
         }
+        SignalOwner.threadEnding()
         ManagedThreadRegistry.remove(tid)
         // Before the exit is marked, so a joiner sees the thread's last log line and metrics.
         instruments.threadEnded(self, tid: tid, error: error, stopRequestedAt: stop.isStopRequested ? stop.requestedAt : nil)

@@ -11,7 +11,6 @@ import Glibc
 /// ```swift
 /// @main enum Server {
 ///     static func main() throws {
-///         // First thing: threads started from here on inherit the blocked signals.
 ///         let signals = try ShutdownSignals.install(options: .init(timeout: .seconds(10)))
 ///         try startEverything(in: ThreadGroup.root)
 ///         let report = signals.waitForShutdown()   // a signal arrived and the tree is down
@@ -20,12 +19,14 @@ import Glibc
 /// }
 /// ```
 ///
-/// How it works: ``install(for:options:onShutdown:)`` blocks the signals in the calling thread and
-/// reads them from a `signalfd` on a watcher thread of its own, so no signal handler runs your
-/// code and nothing is lost to a handler racing the rest of the process. It also installs a small
-/// C handler for threads that were started earlier and do not block the signals (the Swift
-/// concurrency pool, Dispatch, C libraries): it forwards the signal to the watcher instead of
-/// letting the default action end the process. No Dispatch signal source is involved.
+/// How it works: ``install(for:options:onShutdown:)`` installs, for each signal, a small C handler
+/// whose only work is an async-signal-safe `write` to an eventfd that a watcher thread polls. No
+/// signal mask is changed anywhere: whichever thread the kernel picks runs the handler, and
+/// threads and child processes you start (with `posix_spawn`, `Foundation.Process`) keep the mask
+/// you gave them, so a child stays stoppable with SIGTERM. No handler runs your code, and no
+/// Dispatch signal source is involved. In a process forked from this one (without `exec`), the
+/// handler gives the signal back to the action that was in place before `install`, so the child
+/// is not left deaf to SIGTERM.
 ///
 /// The first signal starts ``ThreadGroup/shutdown(until:policy:)-2d25y`` of the group with
 /// ``Options/timeout``; its threads see a stop of kind ``StopReason/Kind/signal``. The report goes
@@ -34,7 +35,8 @@ import Glibc
 /// 128 + the signal number, after printing which threads are still running.
 ///
 /// One watcher per signal in a process: installing a second one for a signal that is already
-/// watched throws. ``cancel()`` stops watching and restores the signals' previous actions.
+/// watched throws, and so does watching the interrupt signal of ``Escalation``. ``cancel()``
+/// stops watching and restores the signals' previous actions.
 public final class ShutdownSignals: Sendable {
     /// What a signal that arrives while the shutdown is running does.
     public struct SecondSignal: Sendable, Hashable, CustomStringConvertible {
@@ -43,6 +45,12 @@ public final class ShutdownSignals: Sendable {
         /// Print the threads still running to standard error (and the logger), then end the
         /// process at once with `_exit(128 + signal)`: no atexit handlers, nothing more waited for.
         /// The default, as an operator pressing Ctrl-C twice expects.
+        ///
+        /// Before `_exit`, the C standard output stream (where `printf`, `fputs` and C libraries
+        /// write; Swift's `print` flushes it after each call already) is flushed if no other thread
+        /// holds its lock at that moment (`ftrylockfile`); if one does, its buffered output is lost
+        /// rather than risking a deadlock on the way out. Other `FILE` streams and buffers of your
+        /// own (a `Logger` handler's, say) are not flushed.
         public static let exitImmediately = SecondSignal(exits: true)
         /// Log it and let the shutdown run to its deadline.
         public static let keepWaiting = SecondSignal(exits: false)
@@ -92,23 +100,16 @@ public final class ShutdownSignals: Sendable {
     private let phase = Lock<Phase>(.watching)
     private let done = StopState()
     private let cancelled = StopSource()
-    private let descriptor: Int32
-    private let previousActions: [(signal: Int32, action: sigaction)]
-    private let installer: pthread_t
-    /// The watched signals the installing thread did not block before `install` (a Dispatch
-    /// thread blocks nearly all signals already); `cancel` unblocks only these.
-    private let blockedByInstall: [Int32]
+    /// The eventfd each watched signal is routed to, in the order of `options.signals`. Owned by
+    /// ``SignalOwner`` (kept open for the life of the process); this watcher only reads them.
+    private let descriptors: [Int32]
     private let watcher = Lock<ManagedThread?>(nil)
 
-    /// The signals watched by installed watchers, process-wide.
-    private static let watched = Lock<Set<Int32>>([])
-
-    /// Starts watching `options.signals`: blocks them in the calling thread, installs the
-    /// forwarding handler, and starts the watcher thread.
+    /// Starts watching `options.signals`: installs the routing handler and starts the watcher
+    /// thread. No thread's signal mask changes.
     ///
-    /// Call it early, from the main thread, before starting other threads: threads started
-    /// afterwards inherit the blocked signals, so the kernel delivers them straight to the
-    /// watcher. Threads started before are covered by the forwarding handler.
+    /// A signal that arrives while this runs is never lost: before the handler is in place it
+    /// takes its previous action; from then on the watcher gets it.
     ///
     /// The watcher keeps itself alive until ``cancel()``: dropping the returned object does not
     /// stop it.
@@ -118,10 +119,10 @@ public final class ShutdownSignals: Sendable {
     ///   - onShutdown: called with the report once the shutdown returns, on the thread that ran
     ///     it; nil writes the report to standard error. ``waitForShutdown()-7eno4`` returns after it.
     /// - Returns: the watcher.
-    /// - Throws: ``ThreadError/Code/invalidArgument`` for an empty or invalid signal list;
-    ///   ``ThreadError/Code/invalidState`` if another watcher already handles one of the
-    ///   signals; ``ThreadError/Code/systemCall`` if `signalfd`, `sigaction`, `pthread_sigmask` or
-    ///   the watcher's `pthread_create` fails (nothing stays installed then).
+    /// - Throws: ``ThreadError/Code/invalidArgument`` for an empty or invalid signal list, or a
+    ///   signal that is an ``Escalation`` interrupt signal; ``ThreadError/Code/invalidState`` if
+    ///   another watcher already handles one of the signals; ``ThreadError/Code/systemCall`` if
+    ///   `eventfd`, `sigaction` or the watcher's `pthread_create` fails (nothing stays installed then).
     @discardableResult
     public static func install(
         for group: ThreadGroup = .root, options: Options = Options(),
@@ -129,93 +130,55 @@ public final class ShutdownSignals: Sendable {
     ) throws(ThreadError) -> ShutdownSignals {
         let signals = Array(Set(options.signals)).sorted()
         guard !signals.isEmpty else { throw .invalidArgument("no signals to watch") }
-        for signal in signals where signal <= 0 || signal > Signals.maximum || Signals.reserved.contains(signal) {
-            throw .invalidArgument("\(Signals.name(signal)) cannot start a shutdown: it is not a valid, catchable, asynchronous signal")
+        for signal in signals {
+            if let problem = SignalOwner.unusable(signal) { throw .invalidArgument("\(problem): it cannot start a shutdown") }
         }
         guard options.timeout >= .zero else {
             throw .invalidArgument("the shutdown timeout must not be negative: \(options.timeout)")
         }
-        try watched.withLock { (watched) throws(ThreadError) in
-            if let taken = signals.first(where: watched.contains) {
-                throw ThreadError(
-                    code: .invalidState,
-                    message: "\(Signals.name(taken)) is already watched by another ShutdownSignals; cancel that one first")
-            }
-            watched.formUnion(signals)
-        }
-        var previousMask: sigset_t?
-        var installed: [(signal: Int32, action: sigaction)] = []
-        var descriptor: Int32 = -1
+        let descriptors = try SignalOwner.routeShutdownSignals(signals)
+        let instance = ShutdownSignals(
+            group: group, options: Options(signals: signals, timeout: options.timeout, policy: options.policy, onSecondSignal: options.onSecondSignal),
+            onShutdown: onShutdown, descriptors: descriptors)
         do {
-            previousMask = try Signals.block(signals)
-            descriptor = try Signals.makeDescriptor(for: signals)
-            for signal in signals { installed.append((signal, try Signals.installForwarder(signal))) }
-            var before = previousMask!
-            let instance = ShutdownSignals(
-                group: group, options: Options(signals: signals, timeout: options.timeout, policy: options.policy, onSecondSignal: options.onSecondSignal),
-                onShutdown: onShutdown, descriptor: descriptor, previousActions: installed,
-                blockedByInstall: signals.filter { sigismember(&before, $0) != 1 })
             try instance.startWatcher()
-            return instance
         } catch {
-            for (signal, action) in installed.reversed() { Signals.restore(signal, action) }
-            if descriptor >= 0 { closeDescriptor(descriptor) }
-            if var mask = previousMask { pthread_sigmask(SIG_SETMASK, &mask, nil) }
-            watched.withLock { $0.subtract(signals) }
+            SignalOwner.unrouteShutdownSignals(signals)
+            // Deliveries counted meanwhile have no watcher to go to; the old action is back.
+            _ = SignalOwner.releaseShutdownSignals(signals)
             throw error
         }
+        return instance
     }
 
     private init(
-        group: ThreadGroup, options: Options, onShutdown: (@Sendable (ShutdownReport) -> Void)?, descriptor: Int32,
-        previousActions: [(signal: Int32, action: sigaction)], blockedByInstall: [Int32]
+        group: ThreadGroup, options: Options, onShutdown: (@Sendable (ShutdownReport) -> Void)?, descriptors: [Int32]
     ) {
-        self.blockedByInstall = blockedByInstall
         self.group = group
         self.options = options
         self.onShutdown = onShutdown
-        self.descriptor = descriptor
-        self.previousActions = previousActions
-        self.installer = pthread_self()
+        self.descriptors = descriptors
     }
 
     private func startWatcher() throws(ThreadError) {
-        let ready = StopState()
         let thread = try ManagedThread.spawn(name: "shutdown-signals", purpose: "watches \(options.signals.map(Signals.name).joined(separator: ", "))") { _ in
-            // Inherited from the installer already; blocked again in case install ran on a thread
-            // whose mask changes between the block and the spawn.
-            _ = try? Signals.block(self.options.signals)
             let tid = cshims_gettid()
             _ = ExitAudit.infrastructure.withLock { $0.insert(tid) }
             defer { _ = ExitAudit.infrastructure.withLock { $0.remove(tid) } }
-            for signal in self.options.signals { Signals.setForwardTarget(signal, tid: tid) }
-            _ = ready.requestStop(reason: .requested)
             self.watch()
         }
         watcher.withLock { $0 = thread }
-        // The forwarding target is set by the watcher itself; wait for it, boundedly (a thread
-        // that was created starts; the bound only keeps a frozen machine from hanging install).
-        _ = ready.wait(until: .after(.seconds(10)))
     }
 
-    /// The watcher's loop: until cancelled, read signals and act on each.
+    /// The watcher's loop: until cancelled, wait for a routed delivery and act on it.
     private func watch() {
-        guard let stopFD = try? cancelled.token.fileDescriptor else {
-            // No descriptor for the cancel wake-up: poll the signalfd with a short timeout instead.
-            while !cancelled.token.isStopRequested {
-                var fds = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
-                _ = try? Poll.wait(&fds, until: .after(.milliseconds(100)))
-                handlePending()
-            }
-            return
-        }
+        // Without a descriptor for the cancel wake-up, poll with a short timeout instead.
+        let stopFD = try? cancelled.token.fileDescriptor
         while !cancelled.token.isStopRequested {
-            var fds = [
-                pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0),
-            ]
+            var fds = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            if let stopFD { fds.append(pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)) }
             do {
-                _ = try Poll.wait(&fds, until: nil)
+                _ = try Poll.wait(&fds, until: stopFD == nil ? .after(.milliseconds(100)) : nil)
             } catch {
                 // poll fails only for lack of memory; back off rather than spin.
                 _ = cancelled.token.wait(timeout: .milliseconds(10))
@@ -225,15 +188,23 @@ public final class ShutdownSignals: Sendable {
     }
 
     private func handlePending() {
-        let received: [Int32]
-        do {
-            received = try Signals.readPending(descriptor)
-        } catch {
-            group.logger.error("could not read the signalfd", metadata: ["error": "\(error)"])
-            _ = cancelled.token.wait(timeout: .milliseconds(10))
-            return
+        for (index, fd) in descriptors.enumerated() {
+            let count: UInt64
+            do {
+                count = try readCounter(fd, .eventfdRead)
+            } catch {
+                group.logger.error("could not read a signal's eventfd", metadata: ["error": "\(error)"])
+                _ = cancelled.token.wait(timeout: .milliseconds(10))
+                continue
+            }
+            deliver(options.signals[index], count: count)
         }
-        for signal in received { handle(signal) }
+    }
+
+    /// Acts on `count` deliveries of `signal`: the first starts the shutdown, a later one is a
+    /// second signal (two are enough to decide anything).
+    private func deliver(_ signal: Int32, count: UInt64) {
+        for _ in 0..<min(count, 2) { handle(signal) }
     }
 
     private func handle(_ signal: Int32) {
@@ -306,6 +277,9 @@ public final class ShutdownSignals: Sendable {
             "\(Signals.name(signal)) received during shutdown: exiting now",
             metadata: ["group": "\(group.path)", "running": "\(running.count)"])
         StandardError.write(text)
+        // Buffered output of the program would die with the process. A stream locked by another
+        // thread (mid-print) could never be unlocked now: skip it rather than hang here.
+        _ = cshims_flush_stdout_if_unlocked()
         _exit(128 + signal)
     }
 
@@ -354,45 +328,27 @@ public final class ShutdownSignals: Sendable {
         return report
     }
 
-    /// Stops watching: the watcher thread ends, the signals' previous actions come back, and the
-    /// signals the install blocked are unblocked again in the installing thread if this is called on
-    /// it (other threads keep the mask they inherited). A shutdown already started runs on. Idempotent.
+    /// Stops watching: the signals' previous actions come back, then the watcher thread ends. A
+    /// shutdown already started runs on. Idempotent.
     ///
-    /// Signals that arrive after this take their previous action (for SIGTERM and SIGINT by
-    /// default, ending the process).
+    /// A signal that reached the handler before its previous action was back is handled as if it
+    /// had come while watching (it may start the shutdown); one that arrives after takes the
+    /// previous action (for SIGTERM and SIGINT by default, ending the process). None is dropped.
     @available(*, noasync, message: "joins the watcher thread")
     public func cancel() {
-        let first = phase.withLock { phase -> Bool in
-            switch phase {
-            case .cancelled: return false
-            case .watching:
-                phase = .cancelled
-                return true
-            case .shuttingDown, .finished:
-                return true
-            }
-        }
-        guard first, cancelled.requestStop(reason: .requested) else { return }
+        guard cancelled.requestStop(reason: .requested) else { return }
+        SignalOwner.unrouteShutdownSignals(options.signals)
         let thread = watcher.withLock { $0 }
-        // The watcher checks its token between polls, so it ends promptly.
+        // The watcher wakes on its cancel descriptor and ends promptly.
         _ = try? thread?.join(until: .after(.seconds(10)))
         // Its wake-up eventfd is not needed any more: close it now rather than when the last
         // reference to this object goes (a shutdown thread may hold one a little longer).
         cancelled.state.retireDescriptor()
-        for (signal, action) in previousActions {
-            Signals.setForwardTarget(signal, tid: 0)
-            Signals.restore(signal, action)
+        for (signal, count) in SignalOwner.releaseShutdownSignals(options.signals) { deliver(signal, count: count) }
+        phase.withLock { phase in
+            if case .watching = phase { phase = .cancelled }
         }
-        // A signal that arrived between the last read and the restore is still pending in the
-        // process (every watcher-side thread blocks it); read it away so unblocking the installer
-        // does not deliver it with its old action.
-        _ = try? Signals.readPending(descriptor)
-        closeDescriptor(descriptor)
-        if pthread_equal(installer, pthread_self()) != 0 && !blockedByInstall.isEmpty {
-            try? Signals.unblock(blockedByInstall)
-        }
-        _ = done.requestStop(reason: .requested)
-        Self.watched.withLock { $0.subtract(options.signals) }
+        if case .cancelled = phase.withLock({ $0 }) { _ = done.requestStop(reason: .requested) }
     }
 }
 

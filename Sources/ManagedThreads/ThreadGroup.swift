@@ -475,19 +475,20 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     }
 
     /// The interrupt step: until the deadline, every 10 ms, sends `signal` to each thread still
-    /// running and reaps those that end.
+    /// running that is not cooperating already (it acknowledged the stop, or holds a deadline
+    /// extension), never while an earlier copy is pending on it, and reaps those that end.
     private func interrupt(_ threads: [ManagedThread], with signal: Int32, run: inout ShutdownRun) {
         var running = threads.filter { $0.isAlive && $0.tid != run.callerTID }
         guard !running.isEmpty else { return }
-        if let problem = Escalation.prepareInterrupt(signal) {
+        if let problem = SignalOwner.prepareInterrupt(signal) {
             logger.error("interrupt step skipped", metadata: ["group": "\(path)", "reason": "\(problem)"])
             return
         }
         while !running.isEmpty && ContinuousClock.now < run.deadline {
-            for thread in running {
+            for thread in running where !thread.acknowledgedStop && !run.queue.holdsExtension(thread) {
                 guard let tid = thread.tid else { continue }
-                // False: it ended meanwhile; the join below reaps it.
-                if (try? Signals.send(signal, toThread: tid)) == true {
+                // False: it ended meanwhile (the join below reaps it), or a copy is still pending.
+                if SignalOwner.interrupt(tid: tid, word: thread.interruptWord, with: signal) {
                     run.interrupted.insert(ObjectIdentifier(thread))
                 }
             }

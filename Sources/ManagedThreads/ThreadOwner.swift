@@ -46,7 +46,7 @@ public struct ShutdownPolicy: Sendable, Hashable, CustomStringConvertible {
     public static let ordered = ShutdownPolicy(kind: .ordered)
 
     /// The policy's name: `shared`, `fair` or `ordered`, followed by its escalation unless
-    /// cooperative, as in `shared+interrupt(SIGRTMIN+5 after 50%)+abandon` (and in
+    /// cooperative, as in `shared+interrupt(SIGURG after 50%)+abandon` (and in
     /// ``ShutdownReport/policy``).
     public var description: String {
         escalation == .cooperative ? kind.rawValue : "\(kind.rawValue)+\(escalation)"

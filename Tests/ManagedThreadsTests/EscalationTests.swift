@@ -51,7 +51,7 @@ struct EscalationTests {
         #expect(report.joined == 1)
         #expect(report.interrupted == 1)
         #expect(interruptions.count >= 1)
-        #expect(report.policy == "shared+interrupt(SIGRTMIN+5 after 2%)")
+        #expect(report.policy == "shared+interrupt(SIGURG after 2%)")
         #expect(report.duration < .seconds(25), "it ended on the interrupt, not at the deadline")
     }
 

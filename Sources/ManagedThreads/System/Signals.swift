@@ -3,8 +3,8 @@ import CShims
 import Glibc
 #endif
 
-/// Thin wrappers over signal masks, `signalfd(2)`, `sigaction(2)` (through CShims, whose handlers
-/// must be C) and `tgkill(2)`.
+/// Thin wrappers over signal masks, `sigaction(2)` (through CShims, whose handlers must be C) and
+/// `tgkill(2)`. The policy (which signal does what, when handlers go in) is ``SignalOwner``'s.
 enum Signals {
     /// A `sigset_t` holding `signals`.
     static func set(of signals: [Int32]) -> sigset_t {
@@ -14,21 +14,6 @@ enum Signals {
         return set
     }
 
-    /// Blocks `signals` in the calling thread and returns the mask it had before.
-    /// The corresponding C function is `pthread_sigmask`.
-    static func block(_ signals: [Int32]) throws(ThreadError) -> sigset_t {
-        var add = set(of: signals)
-        var previous = sigset_t()
-        try pthreadCall(.pthreadSigmask) { pthread_sigmask(SIG_BLOCK, &add, &previous) }
-        return previous
-    }
-
-    /// Unblocks `signals` in the calling thread.
-    static func unblock(_ signals: [Int32]) throws(ThreadError) {
-        var remove = set(of: signals)
-        try pthreadCall(.pthreadSigmask) { pthread_sigmask(SIG_UNBLOCK, &remove, nil) }
-    }
-
     /// Whether `signal` is blocked in the calling thread.
     static func isBlocked(_ signal: Int32) -> Bool {
         var current = sigset_t()
@@ -36,37 +21,18 @@ enum Signals {
         return sigismember(&current, signal) == 1
     }
 
-    /// A non-blocking, close-on-exec signalfd for `signals` (which the threads reading it must
-    /// block). The corresponding C function is `signalfd`.
-    static func makeDescriptor(for signals: [Int32]) throws(ThreadError) -> Int32 {
-        var mask = set(of: signals)
-        let fd = try syscall(.signalfd) { signalfd(-1, &mask, Int32(SFD_CLOEXEC) | Int32(SFD_NONBLOCK)) }
-        noteDescriptorOpened(fd, by: .signalfd)
-        return fd
-    }
-
-    /// Reads every pending signal from a non-blocking signalfd; empty when none is pending.
-    static func readPending(_ fd: Int32) throws(ThreadError) -> [Int32] {
-        var received: [Int32] = []
-        var info = signalfd_siginfo()
-        let size = MemoryLayout<signalfd_siginfo>.size
-        while true {
-            do {
-                let n = try syscall(.signalfdRead) { read(fd, &info, size) }
-                guard n == size else { return received }
-                received.append(Int32(bitPattern: info.ssi_signo))
-            } catch where error.errno == EAGAIN {
-                return received
-            }
-        }
-    }
-
-    /// Installs the forwarding handler for `signal` (see `cshims_signal_install_forwarder`) and
-    /// returns the action it replaced.
-    static func installForwarder(_ signal: Int32) throws(ThreadError) -> sigaction {
+    /// Routes `signal` to the eventfd `fd` (see `cshims_signal_route`) and returns the action it
+    /// replaced. The corresponding C function is `sigaction`.
+    static func route(_ signal: Int32, to fd: Int32) throws(ThreadError) -> sigaction {
         var previous = sigaction()
-        _ = try syscall(.sigaction) { cshims_signal_install_forwarder(signal, &previous) }
+        _ = try syscall(.sigaction) { cshims_signal_route(signal, fd, &previous) }
         return previous
+    }
+
+    /// Puts back the action `route` replaced. Fails only for an invalid signal, which `route`
+    /// refused already.
+    static func unroute(_ signal: Int32) {
+        _ = cshims_signal_unroute(signal)
     }
 
     /// Installs the do-nothing handler without SA_RESTART for `signal` and returns the action it
@@ -75,11 +41,6 @@ enum Signals {
         var previous = sigaction()
         _ = try syscall(.sigaction) { cshims_signal_install_interrupter(signal, &previous) }
         return previous
-    }
-
-    /// Sends forwarded `signal`s to thread `tid` (0: drop them).
-    static func setForwardTarget(_ signal: Int32, tid: Int32) {
-        _ = cshims_signal_set_forward_target(signal, tid)
     }
 
     /// Puts back an action returned by an install function.
@@ -112,6 +73,7 @@ enum Signals {
         case SIGALRM: return "SIGALRM"
         case SIGCHLD: return "SIGCHLD"
         case SIGWINCH: return "SIGWINCH"
+        case SIGURG: return "SIGURG"
         default:
             let rtmin = __libc_current_sigrtmin()
             if signal >= rtmin && signal <= __libc_current_sigrtmax() { return "SIGRTMIN+\(signal - rtmin)" }

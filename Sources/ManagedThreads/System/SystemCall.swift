@@ -22,10 +22,8 @@ enum SystemCall: String, Sendable, CaseIterable {
     case mprotect = "mprotect"
     case munmap = "munmap"
     case getrlimit = "getrlimit"
-    case pthreadSigmask = "pthread_sigmask"
     case sigaction = "sigaction"
-    case signalfd = "signalfd"
-    case signalfdRead = "read(signalfd)"
+    case eventfdRead = "read(eventfd)"
     case tgkill = "tgkill"
 
     /// A hint for a person reading the error.
