@@ -106,6 +106,11 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     // reaper gets to it). Read only after the life word reached `exited`, which orders the store.
     private let handleValue = Atomic<UInt>(0)
     private var handle: pthread_t { pthread_t(handleValue.load(ordering: .acquiring)) }
+    /// The pthread handle once the thread has started, for tests that act on the raw thread.
+    var pthreadHandle: pthread_t? {
+        let raw = handleValue.load(ordering: .acquiring)
+        return raw == 0 ? nil : pthread_t(raw)
+    }
     // The library-owned stack, if pooled: set by `start` before the thread exists, handed back to
     // the pool by whoever joins it (or to the orphan list by deinit).
     private nonisolated(unsafe) var stack: ThreadStack?
@@ -232,11 +237,10 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Runs on the new thread.
+    /// Runs on the new thread: the prologue, the body, and the one exit path.
     fileprivate func run() {
         #if DEBUG
         FaultInjection.enterThread(context: faultContext)
-        defer { FaultInjection.leaveThread(context: faultContext) }
         #endif
         handleValue.store(UInt(pthread_self()), ordering: .releasing)
         let tid = PThread.currentTID
@@ -247,6 +251,9 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         // nearly every signal; the escalation's interrupt signals must get through.
         SignalOwner.threadStarted(interruptWord: interruptWord)
         instruments.threadStarted(self, tid: tid)
+        // From here on, a body that never returns (pthread_exit, cancellation) still ends through
+        // `end(error:)`: glibc runs the key's destructor once the stack has been unwound.
+        PThread.setSpecific(ManagedThread.exitKey, Unmanaged.passUnretained(self).toOpaque())
         let error: (any Error)?
         if let group {
             // Code in the body that spawns without naming a group lands in this thread's group.
@@ -254,6 +261,26 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         } else {
             error = runBody()
         }
+        PThread.setSpecific(ManagedThread.exitKey, nil)
+        end(error: error)
+    }
+
+    /// The thread-specific key whose destructor ends a thread whose body did not return.
+    static let exitKey = PThread.makeKey { context in
+        // The body called pthread_exit or was cancelled: its frames are gone, along with the
+        // reference the start routine held (its release never ran), which this one stands for.
+        let unmanaged = Unmanaged<ManagedThread>.fromOpaque(context!)
+        unmanaged.takeUnretainedValue().end(error: ThreadError(
+            code: .exitedEarly,
+            message: "the body of \(unmanaged.takeUnretainedValue().name.debugDescription) ended the thread without returning (pthread_exit or cancellation)"))
+        unmanaged.release()
+    }
+
+    /// The one exit path of a managed thread, whether its body returned, threw, called
+    /// `pthread_exit` or was cancelled (as nptl's `start_thread` has one): callbacks, descriptor,
+    /// registry, instruments, the exit mark joiners wait for, then the group. Runs on the thread.
+    private func end(error: (any Error)?) {
+        let tid = tidValue.load(ordering: .relaxed)
         stop.runCallbacksAtEnd()
         stop.retireDescriptor()
         ending.withLock {
@@ -272,6 +299,9 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         // life word and needing a second wake-up. (Joining waits for the kernel exit, so the stack
         // this code still runs on is not reused early.)
         group?.threadEnded(self)
+        #if DEBUG
+        FaultInjection.leaveThread(context: faultContext)
+        #endif
     }
 
     /// Runs the body once; returns what it threw.
@@ -436,9 +466,11 @@ enum ManagedThreadRegistry {
     static func snapshot() -> [pid_t: Info] { threads.withLock { $0 } }
 }
 
-/// The pthread start routine: takes back the reference `spawn` retained for the thread.
+/// The pthread start routine: owns the reference `spawn` retained for the thread.
 private func managedThreadEntry(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
-    let thread = Unmanaged<ManagedThread>.fromOpaque(context!).takeRetainedValue()
-    thread.run()
+    // Released here after a return, or by the exit key's destructor when the body never returns.
+    let unmanaged = Unmanaged<ManagedThread>.fromOpaque(context!)
+    unmanaged.takeUnretainedValue().run()
+    unmanaged.release()
     return nil
 }

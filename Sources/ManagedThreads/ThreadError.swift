@@ -32,6 +32,11 @@ public struct ThreadError: Error, Sendable, Hashable, CustomStringConvertible {
         /// A ``BlockingExecutor`` created with `maxQueued` already holds that many jobs that have
         /// not started. Nothing was queued: retry later, shed the work, or run it elsewhere.
         public static let queueFull = Code("queueFull")
+        /// A thread's body ended the thread without returning: it called `pthread_exit`, or the
+        /// thread was cancelled with `pthread_cancel`. The thread still went through the same end
+        /// as a body that returns (callbacks, group bookkeeping, its stack back to the pool), and
+        /// this is kept as its ``ManagedThread/error``.
+        public static let exitedEarly = Code("exitedEarly")
     }
 
     /// What went wrong.

@@ -54,6 +54,27 @@ enum PThread {
         precondition(rc == 0, "pthread_detach failed with \(Errno.name(rc)): a bug in ManagedThreads")
     }
 
+    /// A thread-specific-data key whose destructor glibc runs as a thread ends with a non-nil
+    /// value set: after `pthread_exit` or cancellation has unwound the thread's stack, as well as
+    /// after a normal return (callers clear the value first on that path). Traps if the process
+    /// is out of keys (EAGAIN: PTHREAD_KEYS_MAX, 1,024, already taken), which the library, creating
+    /// one key once, cannot cause. The corresponding C function is `pthread_key_create`.
+    static func makeKey(destructor: @convention(c) (UnsafeMutableRawPointer?) -> Void) -> pthread_key_t {
+        var key = pthread_key_t()
+        let rc = pthread_key_create(&key, destructor)
+        precondition(rc == 0, "pthread_key_create failed with \(Errno.name(rc)): the process has used up its thread-specific keys")
+        return key
+    }
+
+    /// Sets the calling thread's value for `key` (nil clears it). Cannot fail for a key the
+    /// library made (ENOMEM only on the first use of a key beyond the 32 kept inline, which
+    /// glibc allocates; the library's key is made early and never fails here in practice), so
+    /// a failure traps. The corresponding C function is `pthread_setspecific`.
+    static func setSpecific(_ key: pthread_key_t, _ value: UnsafeMutableRawPointer?) {
+        let rc = pthread_setspecific(key, value)
+        precondition(rc == 0, "pthread_setspecific failed with \(Errno.name(rc))")
+    }
+
     /// The kernel thread id of the calling thread.
     @inline(__always) static var currentTID: pid_t { cshims_gettid() }
 
