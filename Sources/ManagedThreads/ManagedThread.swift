@@ -372,6 +372,12 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         stop.requestStop(reason: reason)
     }
 
+    /// Requests the stop without running the `onStop` callbacks: they are returned, tagged with
+    /// this thread, for a ``CallbackRunner``. Empty when a stop had been requested already.
+    func signal(reason: StopReason) -> [CallbackRunner.Pending] {
+        stop.signal(reason: reason).map { .init(owner: name, groupPath: group?.path ?? "", state: stop, callback: $0) }
+    }
+
     /// Waits for the thread to exit, at most until `deadline`, and reaps it.
     ///
     /// Always returns by the deadline (a deadline in the past still reaps a thread that has already
@@ -428,13 +434,14 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         try join(until: .after(timeout))
     }
 
-    /// Requests a stop and joins for at most `timeout`.
+    /// Requests a stop and joins for at most `timeout`. The `onStop` callbacks run on a library
+    /// thread, so one that blocks does not stretch the wait.
     /// - Returns: true if the thread exited in time.
     /// - Throws: ``ThreadError/Code/selfJoin`` from the thread itself (the stop is still requested).
     @available(*, noasync, message: "blocks the calling thread")
     public func stop(timeout: Duration, reason: StopReason = .requested) throws(ThreadError) -> Bool {
         let deadline = ContinuousClock.Instant.after(timeout)
-        requestStop(reason: reason)
+        _ = CallbackRunner.start(signal(reason: reason))
         return try join(until: deadline)
     }
 

@@ -131,16 +131,17 @@ final class ShutdownPlan {
         }
     }
 
-    /// Requests a stop of everything in the subtree; `onStop` callbacks run only after every
-    /// thread has been signalled, so user code cannot delay the signal reaching the rest.
-    func signalAll(ownReason: StopReason) {
-        var callbacks: [StopState.Callback] = []
+    /// Requests a stop of everything in the subtree. The `onStop` callbacks are handed to a
+    /// ``CallbackRunner`` (returned, nil when there are none), so user code runs off this thread
+    /// and cannot delay the signal reaching the rest, or the deadline.
+    func signalAll(ownReason: StopReason) -> CallbackRunner? {
+        var callbacks: [CallbackRunner.Pending] = []
         collectSignals(ownReason: ownReason, into: &callbacks)
-        for callback in callbacks { callback.action() }
+        return CallbackRunner.start(callbacks)
     }
 
-    private func collectSignals(ownReason: StopReason, into callbacks: inout [StopState.Callback]) {
-        for member in threads { callbacks += member.value.stop.signal(reason: ownReason) }
+    private func collectSignals(ownReason: StopReason, into callbacks: inout [CallbackRunner.Pending]) {
+        for member in threads { callbacks += member.value.signal(reason: ownReason) }
         for entry in children {
             switch entry.child {
             case .group(let plan): plan.collectSignals(ownReason: .parentStopped, into: &callbacks)
@@ -149,6 +150,9 @@ final class ShutdownPlan {
             }
         }
     }
+
+    /// Every group of the subtree that this plan shuts down.
+    var allGroups: [ThreadGroup] { [group] + childPlans.flatMap(\.allGroups) }
 
     /// Stores each group's part of the report and marks it stopped.
     func finish(report: ShutdownReport) {
@@ -175,6 +179,8 @@ struct ShutdownRun {
     }
     /// Threads the escalation's interrupt step signalled.
     var interrupted: Set<ObjectIdentifier> = []
+    /// Runners of the `onStop` callbacks this shutdown's signals collected.
+    var runners: [CallbackRunner] = []
     /// Whether threads still running at the end are reported abandoned rather than stuck.
     var abandonStuck = false
     /// The whole time allowed, for sizing the report reserve.
@@ -285,7 +291,7 @@ struct ShutdownRun {
             let stageDeadline = Self.share(of: planDeadline, among: stages.count - index)
             switch stage {
             case .threads(let threads, let reason):
-                for thread in threads { thread.requestStop(reason: reason) }
+                if let runner = CallbackRunner.start(threads.flatMap { $0.signal(reason: reason) }) { runners.append(runner) }
                 join(threads.filter { !$0.isBackground }, until: stageDeadline)
             case .component(let owner, let path):
                 owner.requestStop(reason: .parentStopped)

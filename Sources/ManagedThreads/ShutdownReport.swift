@@ -41,6 +41,23 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
         }
     }
 
+    /// An `onStop` callback that had not returned by the shutdown's deadline: it was running (or,
+    /// behind one that was, had not started). The shutdown returned anyway; the callback goes on.
+    public struct RunningCallback: Sendable, Hashable, Codable, CustomStringConvertible {
+        /// The full name of the thread whose token the callback was registered on.
+        public var name: String
+        /// That thread's group path.
+        public var groupPath: String
+        /// Whether it was running at the deadline (false: queued behind one that was).
+        public var started: Bool
+
+        /// `onStop callback of "name" in path: still running at the deadline`.
+        public var description: String {
+            "onStop callback of \(name.debugDescription) in \(groupPath): "
+                + (started ? "still running at the deadline" : "not started by the deadline (queued behind a running one)")
+        }
+    }
+
     /// One thread that did not end cleanly (or whose body threw), or one Swift task of a
     /// ``TaskTracker`` that did not finish by the deadline (``kind`` ``Kind/task``).
     public struct ThreadEntry: Sendable, Hashable, Codable, CustomStringConvertible {
@@ -180,6 +197,8 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
     /// Threads the interrupt step of an ``Escalation`` sent its signal to (joined ones included;
     /// entries of the others say ``ThreadEntry/interrupted``).
     public var interrupted: Int = 0
+    /// `onStop` callbacks that had not returned by the deadline; a report with any is not clean.
+    public var runningCallbacks: [RunningCallback] = []
 
     /// Time allowed.
     public var timeout: Duration { .nanoseconds(timeoutNanoseconds) }
@@ -200,8 +219,8 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
     public var abandoned: Int { root.count(.abandoned) }
     /// Threads whose body threw.
     public var failed: Int { root.allEntries.filter { $0.error != nil }.count }
-    /// Whether everything stopped: nothing stuck or abandoned.
-    public var isClean: Bool { stuck == 0 && abandoned == 0 }
+    /// Whether everything stopped: nothing stuck or abandoned, and no `onStop` callback still running.
+    public var isClean: Bool { stuck == 0 && abandoned == 0 && runningCallbacks.isEmpty }
 
     /// The entries of every stuck thread, with their group paths.
     public var stuckThreads: [ThreadEntry] { root.allEntries.filter { $0.status == .stuck } }
@@ -227,6 +246,7 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
         }
         render(root, "")
         for item in extensions { lines.append("extension: \(item)") }
+        for item in runningCallbacks { lines.append(item.description) }
         return lines.joined(separator: "\n")
     }
 }
@@ -263,5 +283,6 @@ extension ShutdownReport {
         root = try container.decode(Node.self, forKey: .root)
         extensions = try container.decodeIfPresent([Extension].self, forKey: .extensions) ?? []
         interrupted = try container.decodeIfPresent(Int.self, forKey: .interrupted) ?? 0
+        runningCallbacks = try container.decodeIfPresent([RunningCallback].self, forKey: .runningCallbacks) ?? []
     }
 }

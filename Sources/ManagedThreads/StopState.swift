@@ -31,9 +31,13 @@ final class StopState: Sendable {
         var callbacks: [Callback] = []
         var callbacksDone = false
         var nextCallbackID: UInt64 = 0
+        /// The callback running right now, and on which thread (for ``removeCallback(_:)``).
+        var running: (id: UInt64, tid: Int32)?
     }
 
     let rare = Lock<Rare>(Rare())
+    /// Counts callbacks that returned; ``removeCallback(_:)`` sleeps on it while one runs.
+    private let callbackEnded: FutexWord
 
     /// The thread whose token this is, for deadline extensions; nil for a ``StopSource``.
     /// Written once by ``ManagedThread``'s initialiser, before the state is shared with any other
@@ -42,12 +46,14 @@ final class StopState: Sendable {
 
     init() {
         word = .allocate(Self.running)
+        callbackEnded = .allocate(0)
     }
 
     deinit {
         let fd = rare.withLock { $0.descriptor }
         if fd >= 0 { closeDescriptor(fd) }
         word.deallocate()
+        callbackEnded.deallocate()
     }
 
     @inline(__always)
@@ -58,8 +64,19 @@ final class StopState: Sendable {
     @discardableResult
     func requestStop(reason: StopReason) -> Bool {
         guard let callbacks = signalReturningCallbacks(reason: reason) else { return false }
-        for callback in callbacks { callback.action() }
+        for callback in callbacks { run(callback) }
         return true
+    }
+
+    /// Runs a callback taken from this state, marked as running so that ``removeCallback(_:)``
+    /// on another thread waits for it.
+    func run(_ callback: Callback) {
+        let tid = PThread.currentTID
+        rare.withLock { $0.running = (callback.id, tid) }
+        callback.action()
+        rare.withLock { $0.running = nil }
+        _ = callbackEnded.fetchAdd(1)
+        callbackEnded.wakeAll()
     }
 
     /// Like ``requestStop(reason:)`` but hands the `onStop` callbacks back instead of running them,
@@ -168,12 +185,31 @@ final class StopState: Sendable {
         return id
     }
 
-    /// Removes a callback that has not run. Returns true if it was removed (and so will never run).
+    /// Removes a callback that has not run. Returns true if it was removed (and so will never
+    /// run). If it is running on another thread, waits until it returns (as `std::stop_callback`'s
+    /// destructor does), so that afterwards it is certainly not running; called from inside the
+    /// callback itself, returns false at once.
     func removeCallback(_ id: UInt64) -> Bool {
-        rare.withLock { rare in
-            guard let index = rare.callbacks.firstIndex(where: { $0.id == id }) else { return false }
-            rare.callbacks.remove(at: index)
-            return true
+        enum Found { case removed, running, gone }
+        let me = PThread.currentTID
+        while true {
+            let ended = callbackEnded.load()
+            let found = rare.withLock { rare -> Found in
+                if let index = rare.callbacks.firstIndex(where: { $0.id == id }) {
+                    rare.callbacks.remove(at: index)
+                    return .removed
+                }
+                if let running = rare.running, running.id == id, running.tid != me { return .running }
+                return .gone
+            }
+            switch found {
+            case .removed: return true
+            case .gone: return false
+            case .running:
+                // The wait is as long as the user's callback runs: bounded by nothing the library
+                // controls, which is the point (afterwards the callback is not running).
+                _ = callbackEnded.wait(whileEqualTo: ended, until: nil)
+            }
         }
     }
 
@@ -186,6 +222,6 @@ final class StopState: Sendable {
             swap(&taken, &rare.callbacks)
             return taken
         }
-        for callback in callbacks { callback.action() }
+        for callback in callbacks { run(callback) }
     }
 }

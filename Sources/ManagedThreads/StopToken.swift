@@ -81,12 +81,20 @@ public struct StopToken: Sendable {
         }
     }
 
-    /// Registers `action` to run exactly once: when stop is requested (on the requesting thread),
-    /// or, if the owning thread ends first (by returning or throwing), on that thread as it ends.
-    /// If either has already happened, `action` runs at once on the calling thread.
+    /// Registers `action` to run exactly once: when stop is requested, or, if the owning thread
+    /// ends first (by returning, throwing or `pthread_exit`), on that thread as it ends. If either
+    /// has already happened, `action` runs at once on the calling thread.
+    ///
+    /// Where a stop runs it: ``ManagedThread/requestStop(reason:)`` and
+    /// ``StopSource/requestStop(reason:)`` run it on the requesting thread. A group's
+    /// ``ThreadGroup/requestStop(reason:)``, a shutdown and ``ManagedThread/stop(timeout:reason:)``
+    /// hand it to a library thread (`stop-callbacks`), so an action that blocks never holds their
+    /// deadline hostage: the shutdown returns on time, and its report names every callback still
+    /// running (``ShutdownReport/runningCallbacks``).
     ///
     /// This is how a body turns a stop into a call (`server.shutdown()`) without a bridge thread.
-    /// - Returns: a handle whose ``StopCallback/cancel()`` guarantees the action will not run.
+    /// - Returns: a handle whose ``StopCallback/cancel()`` guarantees the action will not run, or
+    ///   has finished running.
     @discardableResult
     public func onStop(_ action: @escaping @Sendable () -> Void) -> StopCallback {
         StopCallback(state: state, id: state.addCallback(action))
@@ -160,9 +168,12 @@ public final class StopCallback: Sendable {
         self.id = id
     }
 
-    /// Unregisters the action.
-    /// - Returns: true if the action had not run and now never will; false if it has already run,
-    ///   is running, or was cancelled before.
+    /// Unregisters the action. If it is running on another thread right now, waits until it
+    /// returns (as `std::stop_callback`'s destructor does), so that once this returns the action
+    /// is certainly not running and what it touches can go; called from inside the action itself,
+    /// returns at once.
+    /// - Returns: true if the action had not run and now never will; false if it has already run
+    ///   (or, called from inside it, is running), or was cancelled before.
     @discardableResult
     public func cancel() -> Bool {
         guard let id else { return false }

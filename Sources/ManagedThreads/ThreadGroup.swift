@@ -93,6 +93,8 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         var nextSerial: UInt64 = 0
         /// See ``ThreadGroup/extensionCap``.
         var extensionCap: Duration = .zero
+        /// Callbacks that ``ThreadGroup/requestStop(reason:)`` handed off; the shutdown waits for them.
+        var callbackRunners: [CallbackRunner] = []
 
         mutating func serial() -> UInt64 {
             nextSerial += 1
@@ -363,11 +365,13 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             return (first, state.threads.values.map(\.value), state.children.values.map(\.value))
         }
         if first { instruments.stopRequested(groupPath: path, reason: reason) }
-        var callbacks: [StopState.Callback] = []
-        for thread in threads { callbacks += thread.stop.signal(reason: reason) }
+        let callbacks = threads.flatMap { $0.signal(reason: reason) }
         for child in children { child.requestStop(reason: .parentStopped) }
-        // User callbacks run once every thread here has been told, so a slow one delays nothing.
-        for callback in callbacks { callback.action() }
+        // User callbacks run off this thread once every thread here has been told, so a slow one
+        // delays nothing; a shutdown that follows waits for them under its deadline.
+        if let runner = CallbackRunner.start(callbacks) {
+            state.withLock { $0.callbackRunners.append(runner) }
+        }
     }
 
     /// ``ThreadOwner`` conformance: a shutdown with the ``ShutdownPolicy/shared`` policy.
@@ -427,11 +431,11 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             ? deadline : start.advanced(by: start.duration(to: deadline) * escalation.cooperativeShare)
         switch policy.kind {
         case .shared:
-            plan.signalAll(ownReason: .shutdown)
+            if let runner = plan.signalAll(ownReason: .shutdown) { run.runners.append(runner) }
             run.join(plan.allForegroundThreads, until: cooperativeEnd)
             for (owner, ownerPath) in plan.allComponents { run.join(component: owner, path: ownerPath, until: cooperativeEnd) }
         case .fair:
-            plan.signalAll(ownReason: .shutdown)
+            if let runner = plan.signalAll(ownReason: .shutdown) { run.runners.append(runner) }
             run.joinFair(plan, until: cooperativeEnd)
         case .ordered:
             run.joinOrdered(plan, until: cooperativeEnd)
@@ -445,6 +449,11 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         for straggler in plan.allStoppedGroups.flatMap({ $0.lingeringThreads() }) where straggler.tid != run.callerTID {
             _ = try? straggler.join(until: run.deadline)
         }
+        // onStop callbacks run on their own thread; what they have not finished by the deadline
+        // (less the report's reserve) is named, and the shutdown returns anyway.
+        let earlier = plan.allGroups.flatMap { group in group.state.withLock { $0.callbackRunners } }
+        let callbackDeadline = run.deadline.advanced(by: .zero - run.reportReserve(pending: 0))
+        let runningCallbacks = (earlier + run.runners).flatMap { $0.wait(until: callbackDeadline) }
         run.sweep(plan.allThreads)
         let root = run.node(for: plan)
         let extended = queue.closeExtensions()
@@ -458,6 +467,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             root: root)
         report.extensions = extended.records
         report.interrupted = run.interrupted.count
+        report.runningCallbacks = runningCallbacks
         if escalation.final == .abort && report.stuck > 0 {
             StandardError.write("\(report)\nthreads did not stop by the deadline: aborting as the shutdown policy says\n")
             logger.critical("threads did not stop by the deadline: aborting", metadata: ["group": "\(path)", "stuck": "\(report.stuck)"])
