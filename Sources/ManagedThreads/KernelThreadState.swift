@@ -92,7 +92,7 @@ extension StringProtocol {
 extension Duration {
     /// "12.3ms", for reports.
     var formattedMilliseconds: String {
-        let (seconds, attoseconds) = components
+        let (seconds, attoseconds) = saturatedComponents
         let micros = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
         let sign = micros < 0 ? "-" : ""
         let magnitude = abs(micros)
@@ -100,7 +100,7 @@ extension Duration {
     }
 
     var nanosecondsClamped: Int64 {
-        let (seconds, attoseconds) = components
+        let (seconds, attoseconds) = saturatedComponents
         let ns = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if ns.overflow { return seconds < 0 ? .min : .max }
         return ns.partialValue + attoseconds / 1_000_000_000

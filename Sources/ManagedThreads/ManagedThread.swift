@@ -127,6 +127,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         body: @escaping (StopToken) throws -> Void
     ) {
         self.group = group
+        self.groupPath = group?.path
         self.instruments = group?.instruments ?? .ungrouped
         self.name = name
         self.kernelName = PThread.kernelName(for: name)
@@ -245,7 +246,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         handleValue.store(UInt(pthread_self()), ordering: .releasing)
         let tid = PThread.currentTID
         tidValue.store(tid, ordering: .releasing)
-        ManagedThreadRegistry.insert(tid, .init(name: name, groupPath: group?.path))
+        ManagedThreadRegistry.insert(tid, .init(name: name, groupPath: groupPath))
         try? PThread.setCurrentName(kernelName)  // a name is a diagnostic aid, never a reason to fail
         // A thread spawned from a Dispatch or concurrency-pool thread inherits a mask that blocks
         // nearly every signal; the escalation's interrupt signals must get through.
@@ -320,7 +321,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
 
     /// The path of the group the thread was spawned into (`root/server/workers`), or nil for a
     /// thread spawned with ``spawn(name:purpose:options:_:)`` outside any group.
-    public var groupPath: String? { group?.path }
+    public let groupPath: String?
 
     /// The kernel thread id (as in `/proc/self/task`), or nil if the thread has not started running yet.
     public var tid: pid_t? {
@@ -366,7 +367,11 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
 
     /// Asks the body to finish: sets its token, wakes its waits and descriptor, runs its `onStop`
     /// callbacks on the calling thread. Does not wait. Idempotent.
-    /// - Returns: true if this call made the request.
+    ///
+    /// On a thread that has already ended there is nothing to stop: the call returns false and
+    /// records nothing (``isStopRequested`` stays as it was, ``stopReason`` too).
+    /// - Returns: true if this call made the request; false if one was made before or the thread
+    ///   had ended.
     @discardableResult
     public func requestStop(reason: StopReason = .requested) -> Bool {
         stop.requestStop(reason: reason)
@@ -375,7 +380,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     /// Requests the stop without running the `onStop` callbacks: they are returned, tagged with
     /// this thread, for a ``CallbackRunner``. Empty when a stop had been requested already.
     func signal(reason: StopReason) -> [CallbackRunner.Pending] {
-        stop.signal(reason: reason).map { .init(owner: name, groupPath: group?.path ?? "", state: stop, callback: $0) }
+        stop.signal(reason: reason).map { .init(owner: name, groupPath: groupPath ?? "", state: stop, callback: $0) }
     }
 
     /// Waits for the thread to exit, at most until `deadline`, and reaps it.

@@ -19,6 +19,9 @@ final class ShutdownPlan {
     let path: String
     let threads: [ThreadGroup.Member<ManagedThread>]
     let ended: [ManagedThread]
+    /// Threads a spawn reaped before this shutdown: clean ones counted, failed ones as entries.
+    let reapedJoined: Int
+    let reapedFailures: [ShutdownReport.ThreadEntry]
     let children: [(child: Child, serial: UInt64, priority: Int)]
     /// Whether the group's parent is itself stopping (then the parent removes nothing).
     let parentIsStopping: Bool
@@ -27,12 +30,15 @@ final class ShutdownPlan {
 
     private init(
         group: ThreadGroup, path: String, threads: [ThreadGroup.Member<ManagedThread>], ended: [ManagedThread],
+        reaped: (joined: Int, failures: [ShutdownReport.ThreadEntry]),
         children: [(child: Child, serial: UInt64, priority: Int)], parentIsStopping: Bool
     ) {
         self.group = group
         self.path = path
         self.threads = threads
         self.ended = ended
+        self.reapedJoined = reaped.joined
+        self.reapedFailures = reaped.failures
         self.children = children
         self.parentIsStopping = parentIsStopping
     }
@@ -41,7 +47,7 @@ final class ShutdownPlan {
     /// claimed the group's shutdown.
     static func prepare(_ group: ThreadGroup, path: String, queue: ExitQueue, isRoot: Bool) -> Child {
         enum Snapshot {
-            case ok([ThreadGroup.Member<ManagedThread>], [ManagedThread], [ThreadGroup.Member<any ThreadOwner>])
+            case ok([ThreadGroup.Member<ManagedThread>], [ManagedThread], [ThreadGroup.Member<any ThreadOwner>], (joined: Int, failures: [ShutdownReport.ThreadEntry]))
             case busy
             case stopped
         }
@@ -56,9 +62,13 @@ final class ShutdownPlan {
             group.installedQueue.store(Unmanaged.passUnretained(queue), ordering: .releasing)
             var ended: [ManagedThread] = []
             swap(&ended, &state.finished)
+            var failures: [ShutdownReport.ThreadEntry] = []
+            swap(&failures, &state.reapedFailures)
+            let reaped = (joined: state.reapedJoined, failures: failures)
+            state.reapedJoined = 0
             return .ok(
                 state.threads.values.sorted { $0.serial < $1.serial }, ended,
-                state.children.values.sorted { $0.serial < $1.serial })
+                state.children.values.sorted { $0.serial < $1.serial }, reaped)
         }
         switch snapshot {
         case .stopped:
@@ -66,7 +76,7 @@ final class ShutdownPlan {
             return .stopped(group)
         case .busy:
             return .component(group, path: path)
-        case .ok(let threads, let ended, let members):
+        case .ok(let threads, let ended, let members, let reaped):
             let children = members.map { member -> (child: Child, serial: UInt64, priority: Int) in
                 let childPath = "\(path)/\(member.value.name)"
                 let child: Child
@@ -81,7 +91,7 @@ final class ShutdownPlan {
                 parent.state.withLock { $0.phase != .running }
             } ?? false
             return .group(ShutdownPlan(
-                group: group, path: path, threads: threads, ended: ended, children: children,
+                group: group, path: path, threads: threads, ended: ended, reaped: reaped, children: children,
                 parentIsStopping: isRoot ? parentStopping : true))
         }
     }
@@ -371,8 +381,8 @@ struct ShutdownRun {
     /// The report node for `plan` (and, recursively, its children); also stored in each plan.
     mutating func node(for plan: ShutdownPlan) -> ShutdownReport.Node {
         let now = ContinuousClock.now
-        var joined = 0
-        var entries: [ShutdownReport.ThreadEntry] = []
+        var joined = plan.reapedJoined
+        var entries = plan.reapedFailures
         for thread in plan.threads.map(\.value) + plan.ended {
             var status = outcome[ObjectIdentifier(thread)] ?? (thread.isAlive ? .stuck : .exitedUnreaped)
             if status != .joined && now < deadline && !thread.isAlive && (try? thread.join(until: now)) == true {

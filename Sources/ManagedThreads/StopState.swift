@@ -31,6 +31,8 @@ final class StopState: Sendable {
         var callbacks: [Callback] = []
         var callbacksDone = false
         var nextCallbackID: UInt64 = 0
+        /// The owning thread has ended: a stop requested now has nothing to stop and is not recorded.
+        var ownerEnded = false
         /// The callback running right now, and on which thread (for ``removeCallback(_:)``).
         var running: (id: UInt64, tid: Int32)?
     }
@@ -88,7 +90,7 @@ final class StopState: Sendable {
 
     private func signalReturningCallbacks(reason: StopReason) -> [Callback]? {
         let taken = rare.withLock { rare -> (wake: Bool, callbacks: [Callback])? in
-            guard rare.reason == nil else { return nil }
+            guard rare.reason == nil, !rare.ownerEnded else { return nil }
             // The reason is recorded before the word flips, so a reader that sees the stop sees why.
             rare.reason = reason
             rare.requestedAt = .now
@@ -213,9 +215,11 @@ final class StopState: Sendable {
         }
     }
 
-    /// The owner ended without a stop: runs the callbacks that have not run yet, once.
+    /// The owner ended (with or without a stop): runs the callbacks that have not run yet, once.
+    /// From here on a stop request has no effect.
     func runCallbacksAtEnd() {
         let callbacks = rare.withLock { rare -> [Callback] in
+            rare.ownerEnded = true
             guard !rare.callbacksDone else { return [] }
             rare.callbacksDone = true
             var taken: [Callback] = []

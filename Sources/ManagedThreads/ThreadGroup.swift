@@ -82,6 +82,11 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         var threads: [ObjectIdentifier: Member<ManagedThread>] = [:]
         /// Threads that ended on their own, reaped by the next spawn.
         var finished: [ManagedThread] = []
+        /// Threads a spawn reaped before the shutdown: how many ended cleanly, and an entry for
+        /// each whose body threw (at most ``reapedFailureLimit``; beyond, only counted), so the
+        /// shutdown's report still accounts for every thread the group ran.
+        var reapedJoined = 0
+        var reapedFailures: [ShutdownReport.ThreadEntry] = []
         var children: [ObjectIdentifier: Member<any ThreadOwner>] = [:]
         var exitQueue: ExitQueue?
         /// The group that adopted this one, if it was created parentless.
@@ -275,12 +280,23 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         let batch = state.withLock { $0.finished }
         guard !batch.isEmpty else { return }
         let now = ContinuousClock.now
-        let joined = Set(batch.filter { (try? $0.join(until: now)) == true }.map(ObjectIdentifier.init))
+        let joined = batch.filter { (try? $0.join(until: now)) == true }
         guard !joined.isEmpty else { return }
+        let ids = Set(joined.map(ObjectIdentifier.init))
+        let failures = joined.filter { $0.error != nil }.map {
+            ShutdownRun.entry(for: $0, status: .joined, path: path, now: now, kernelView: false)
+        }
         state.withLock { state in
-            state.finished.removeAll { joined.contains(ObjectIdentifier($0)) }
+            state.finished.removeAll { ids.contains(ObjectIdentifier($0)) }
+            state.reapedJoined += joined.count - failures.count
+            // Bounded: a group that spawns and fails forever before it is shut down keeps the first ones.
+            let room = max(0, Self.reapedFailureLimit - state.reapedFailures.count)
+            state.reapedFailures += failures.prefix(room)
         }
     }
+
+    /// How many reaped threads whose body threw a group remembers for its report.
+    static let reapedFailureLimit = 1_000
 
     /// Removes a child that finished its own shutdown cleanly.
     private func removeChild(_ child: ThreadGroup) {

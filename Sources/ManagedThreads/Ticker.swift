@@ -33,9 +33,20 @@ public final class Ticker: Sequence, IteratorProtocol {
     /// The period.
     public let period: Duration
 
+    #if DEBUG
+    /// Debug builds only: runs between ``next()``'s empty read and its `timerfd_gettime`, with the
+    /// descriptor, so a test can make the timer expire exactly there (the race it guards against).
+    var afterEmptyRead: ((Int32) -> Void)?
+    #endif
+
+    /// The shortest period accepted: one microsecond.
+    public static let minimumPeriod = Duration.microseconds(1)
+
     init(state: StopState, period: Duration) throws(ThreadError) {
-        guard period > .zero else {
-            throw .invalidArgument("a ticker period must be positive, got \(period)")
+        // Below a microsecond the kernel timer cannot keep up and the loop would spin at 100% CPU
+        // without a single on-time tick; nothing real ticks that fast.
+        guard period >= Ticker.minimumPeriod else {
+            throw .invalidArgument("a ticker period must be at least \(Ticker.minimumPeriod), got \(period)")
         }
         self.state = state
         self.period = period
@@ -89,12 +100,20 @@ public final class Ticker: Sequence, IteratorProtocol {
                 return nil
             }
             if let tick = poll() { return tick }
+            #if DEBUG
+            afterEmptyRead?(fd)
+            #endif
             let remaining: Duration
             do {
                 remaining = try TimerFD.remaining(fd)
             } catch {
                 preconditionFailure("timerfd_gettime on the ticker's timerfd failed: \(error)")
             }
+            // The timer may have expired between the empty read and timerfd_gettime, which then
+            // reports the time to the expiry after: read once more, or the banked tick would be
+            // slept through and reported a period late as missed. If it expires after this read,
+            // `remaining` was measured before that expiry and is right.
+            if let tick = poll() { return tick }
             // Sleep on the token's futex until the expiry; a stop wakes us at once.
             _ = state.wait(until: .now.advanced(by: remaining))
         }
@@ -105,8 +124,8 @@ public final class Ticker: Sequence, IteratorProtocol {
 extension StopToken {
     /// A drift-free periodic schedule that ends when stop is requested; see ``Ticker``.
     /// The corresponding C functions are `timerfd_create` and `timerfd_settime`.
-    /// - Parameter period: the interval between ticks; must be positive.
-    /// - Throws: ``ThreadError`` for a non-positive period or when the timer cannot be created
+    /// - Parameter period: the interval between ticks; at least ``Ticker/minimumPeriod`` (1 µs).
+    /// - Throws: ``ThreadError`` for a shorter period or when the timer cannot be created
     ///   (EMFILE, ENFILE, ENOMEM).
     public func ticks(every period: Duration) throws(ThreadError) -> Ticker {
         try Ticker(state: state, period: period)

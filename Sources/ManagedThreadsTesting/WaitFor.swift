@@ -90,7 +90,7 @@ struct Backoff {
 
 /// Sleeps the calling thread for `duration` (resuming after signals), for polling loops only.
 func blockingPause(_ duration: Duration) {
-    let (seconds, attoseconds) = duration.components
+    let (seconds, attoseconds) = min(duration, .seconds(3600)).components
     var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
     var remaining = timespec()
     while nanosleep(&request, &remaining) == -1 && errno == EINTR { request = remaining }

@@ -3,9 +3,21 @@ import Glibc
 #endif
 
 extension Duration {
+    /// The longest duration the library converts for the kernel or a report: as many seconds as
+    /// fit Int64 nanoseconds (about 292 years). Anything longer means "no real limit" and is
+    /// treated as this, so no conversion can trap (`components` traps beyond Int64 seconds, a
+    /// deadline `.now + .seconds(.max) + .seconds(.max)` away) or overflow.
+    static let farthest = Duration.seconds(Int64.max / 1_000_000_000)
+
+    /// The duration clamped to ±``farthest``: every conversion to C time or to integers starts here.
+    var saturated: Duration { min(max(self, .zero - Self.farthest), Self.farthest) }
+
+    /// `components` of the ``saturated`` duration.
+    var saturatedComponents: (seconds: Int64, attoseconds: Int64) { saturated.components }
+
     /// The duration as a `timespec`, clamped at zero (negative durations mean "already due").
     var timespec: timespec {
-        let (seconds, attoseconds) = components
+        let (seconds, attoseconds) = saturatedComponents
         if seconds < 0 || (seconds == 0 && attoseconds <= 0) {
             return Glibc.timespec(tv_sec: 0, tv_nsec: 0)
         }
@@ -18,7 +30,7 @@ extension Duration {
 
     /// Whole milliseconds, rounded up, for `poll`; nil means "no timeout". Clamped to Int32.
     var pollMilliseconds: Int32 {
-        let (seconds, attoseconds) = components
+        let (seconds, attoseconds) = saturatedComponents
         if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
         let ms = seconds.multipliedReportingOverflow(by: 1000)
         if ms.overflow { return Int32.max }
