@@ -220,3 +220,28 @@ int cshims_flush_stdout_if_unlocked(void) {
     funlockfile(stdout);
     return rc;
 }
+
+// ---- Fork: one policy, enforced at every entry point (Sources/ManagedThreads/Fork.swift).
+
+static _Atomic int cshims_library_used;
+static _Atomic int cshims_forked_child;
+
+static void cshims_atfork_child(void) {
+    if (atomic_load(&cshims_library_used)) {
+        atomic_store(&cshims_forked_child, 1);
+    }
+}
+
+__attribute__((constructor)) static void cshims_register_atfork(void) {
+    pthread_atfork(NULL, NULL, cshims_atfork_child);
+}
+
+void cshims_fork_note_library_used(void) {
+    if (!atomic_load_explicit(&cshims_library_used, memory_order_relaxed)) {
+        atomic_store(&cshims_library_used, 1);
+    }
+}
+
+int cshims_in_forked_child(void) {
+    return atomic_load_explicit(&cshims_forked_child, memory_order_relaxed);
+}

@@ -114,6 +114,15 @@ int cshims_signal_is_ours(int sig);
 /// Whether `sig` has the default action (SIG_DFL) installed: 1, 0, or -1 with errno.
 int cshims_signal_is_default(int sig);
 
+/// Marks the library as in use in this process (the first managed thread or group). A process
+/// forked after this is a "forked child" (see `cshims_in_forked_child`); one forked before is not.
+void cshims_fork_note_library_used(void);
+
+/// 1 in a process forked (without exec) from one where the library was in use, 0 otherwise. Set
+/// by a `pthread_atfork` child handler registered when the shims are loaded. In such a child the
+/// parent's threads do not exist and the library's locks may be held by threads that are gone.
+int cshims_in_forked_child(void);
+
 /// Flushes `stdout` unless another thread holds its lock right now (`ftrylockfile`), for a
 /// process about to `_exit`: a stream locked mid-write could never be unlocked then, so waiting
 /// for it would hang. Swift cannot name `stdout` under strict concurrency. Returns 0 when

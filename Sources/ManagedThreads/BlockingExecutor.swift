@@ -77,6 +77,7 @@ public final class BlockingExecutor: Sendable, CustomStringConvertible {
     public func submit<Value: Sendable>(
         name: String? = nil, _ work: sending @escaping (StopToken) throws -> Value
     ) throws(ThreadError) -> Job<Value> {
+        try Fork.check("submit to executor \(self.name.debugDescription)")
         let number = submitted.add(1, ordering: .relaxed).newValue
         let jobName = name ?? "job-\(number)"
         let job = Job(name: jobName, executorPath: path, queue: queue, work: work)

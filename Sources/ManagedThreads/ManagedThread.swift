@@ -187,6 +187,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         options: ThreadOptions = ThreadOptions(),
         _ body: sending @escaping (StopToken) throws -> Void
     ) throws(ThreadError) -> ManagedThread {
+        try Fork.check("spawn \(name.debugDescription)")
         try validate(name: name, options: options)
         let thread = ManagedThread(name: name, purpose: purpose, options: options, body: body)
         try thread.start(options: options)
@@ -374,7 +375,8 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     ///   had ended.
     @discardableResult
     public func requestStop(reason: StopReason = .requested) -> Bool {
-        stop.requestStop(reason: reason)
+        if Fork.isChild { return false }
+        return stop.requestStop(reason: reason)
     }
 
     /// Requests the stop without running the `onStop` callbacks: they are returned, tagged with
@@ -393,6 +395,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     ///   its own `onStop` callbacks as it ends).
     @available(*, noasync, message: "blocks the calling thread")
     public func join(until deadline: ContinuousClock.Instant) throws(ThreadError) -> Bool {
+        try Fork.check("join \(name.debugDescription)")
         // Compare tids only while the thread lives: the kernel reuses a dead thread's tid.
         if life.load() < Self.exited && tidValue.load(ordering: .relaxed) == PThread.currentTID {
             throw ThreadError(code: .selfJoin, message: "thread \(name.debugDescription) tried to join itself")

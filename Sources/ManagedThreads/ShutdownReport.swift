@@ -251,6 +251,17 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
     }
 }
 
+extension ShutdownReport {
+    /// The report of a shutdown called in a forked child (see ``ThreadError/Code/forkedChild``):
+    /// the parent's threads do not exist there, so there is nothing to stop or wait for.
+    static func forkedChild(groupPath: String, name: String, policy: ShutdownPolicy) -> ShutdownReport {
+        ShutdownReport(
+            groupPath: groupPath, policy: "\(policy) (forked child: nothing to stop)", timeoutNanoseconds: 0,
+            durationNanoseconds: 0, overshootNanoseconds: 0,
+            root: .init(name: name, path: groupPath, joined: 0, entries: [], children: []))
+    }
+}
+
 extension ShutdownReport.ThreadEntry {
     /// Decodes an entry as encoded; an entry without `kind` (written before tasks were reported)
     /// is a ``Kind/thread``.

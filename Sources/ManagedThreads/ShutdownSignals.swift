@@ -128,6 +128,7 @@ public final class ShutdownSignals: Sendable {
         for group: ThreadGroup = .root, options: Options = Options(),
         onShutdown: (@Sendable (ShutdownReport) -> Void)? = nil
     ) throws(ThreadError) -> ShutdownSignals {
+        try Fork.check("install ShutdownSignals")
         let signals = Array(Set(options.signals)).sorted()
         guard !signals.isEmpty else { throw .invalidArgument("no signals to watch") }
         for signal in signals {
@@ -307,6 +308,7 @@ public final class ShutdownSignals: Sendable {
     /// Returns nil only if the watcher was cancelled first.
     @available(*, noasync, message: "blocks the calling thread; use the async waitForShutdown")
     public func waitForShutdown() -> ShutdownReport? {
+        if Fork.isChild { return nil }
         _ = done.wait(until: nil)
         return report
     }
@@ -314,6 +316,7 @@ public final class ShutdownSignals: Sendable {
     /// Like ``waitForShutdown()-7eno4``, giving up at `deadline`: nil if no signal's shutdown finished by then.
     @available(*, noasync, message: "blocks the calling thread; use the async waitForShutdown")
     public func waitForShutdown(until deadline: ContinuousClock.Instant) -> ShutdownReport? {
+        if Fork.isChild { return nil }
         _ = done.wait(until: deadline)
         return report
     }
@@ -321,6 +324,7 @@ public final class ShutdownSignals: Sendable {
     /// Suspends until a signal arrived and the shutdown it started returned, and returns its
     /// report; nil if the watcher was cancelled first. Does not block a Swift concurrency thread.
     public func waitForShutdown() async -> ShutdownReport? {
+        if Fork.isChild { return nil }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             // Runs at once if the shutdown already finished.
             _ = done.addCallback { continuation.resume() }

@@ -37,6 +37,10 @@ public struct ThreadError: Error, Sendable, Hashable, CustomStringConvertible {
         /// as a body that returns (callbacks, group bookkeeping, its stack back to the pool), and
         /// this is kept as its ``ManagedThread/error``.
         public static let exitedEarly = Code("exitedEarly")
+        /// The call was made in a process forked (without `exec`) from one that used the library:
+        /// the parent's threads do not exist there, so the library refuses to act. Use it before
+        /// `fork` or after `exec`.
+        public static let forkedChild = Code("forkedChild")
     }
 
     /// What went wrong.

@@ -163,6 +163,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         stopPriority: Int = 0,
         _ body: sending @escaping (StopToken) throws -> Void
     ) throws(ThreadError) -> ManagedThread {
+        try Fork.check("spawn \(name.debugDescription) in \(path)")
         try ManagedThread.validate(name: name, options: options)
         reapFinished()
         let thread = ManagedThread(name: name, purpose: purpose, options: options, group: self, body: body)
@@ -183,6 +184,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     /// - Throws: ``ThreadError/Code/invalidArgument`` for an empty name or one containing `/`;
     ///   ``ThreadError/Code/groupStopped`` once a stop was requested.
     public func makeChild(name: String, stopPriority: Int = 0, logger: Logger? = nil) throws(ThreadError) -> ThreadGroup {
+        try Fork.check("create group \(name.debugDescription) in \(path)")
         guard !name.isEmpty, !name.contains("/") else {
             throw .invalidArgument("a group name must be non-empty and contain no '/': \(name.debugDescription)")
         }
@@ -204,6 +206,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     ///   group or one of its ancestors (a cycle), or is a group that already has a parent;
     ///   ``ThreadError/Code/groupStopped`` once a stop was requested.
     public func adopt(_ owner: any ThreadOwner, stopPriority: Int = 0) throws(ThreadError) {
+        try Fork.check("adopt into \(path)")
         // One adoption at a time in the process: the cycle check and the insertion span several
         // groups' locks, and two crossed adoptions (A into B, B into A) must not both pass.
         try Self.adoptionLock.withLock { (_: inout Void) throws(ThreadError) in
@@ -282,16 +285,21 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         let now = ContinuousClock.now
         let joined = batch.filter { (try? $0.join(until: now)) == true }
         guard !joined.isEmpty else { return }
-        let ids = Set(joined.map(ObjectIdentifier.init))
-        let failures = joined.filter { $0.error != nil }.map {
-            ShutdownRun.entry(for: $0, status: .joined, path: path, now: now, kernelView: false)
-        }
+        let now2 = now
         state.withLock { state in
+            // Two spawns may reap the same batch at once: only the one that removes a thread from
+            // `finished` accounts for it, so no thread is counted twice.
+            let ids = Set(joined.map(ObjectIdentifier.init))
+            let mine = state.finished.filter { ids.contains(ObjectIdentifier($0)) }
+            guard !mine.isEmpty else { return }
             state.finished.removeAll { ids.contains(ObjectIdentifier($0)) }
-            state.reapedJoined += joined.count - failures.count
+            let failures = mine.filter { $0.error != nil }
+            state.reapedJoined += mine.count - failures.count
             // Bounded: a group that spawns and fails forever before it is shut down keeps the first ones.
             let room = max(0, Self.reapedFailureLimit - state.reapedFailures.count)
-            state.reapedFailures += failures.prefix(room)
+            state.reapedFailures += failures.prefix(room).map {
+                ShutdownRun.entry(for: $0, status: .joined, path: path, now: now2, kernelView: false)
+            }
         }
     }
 
@@ -375,6 +383,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     /// Signals every thread and member below this group to stop, without waiting, and refuses
     /// new spawns. ``shutdown(until:policy:)-2d25y`` does this and then joins.
     public func requestStop(reason: StopReason) {
+        if Fork.isChild { return }
         let (first, threads, children) = state.withLock { state in
             let first = state.phase == .running
             state.phase = max(state.phase, .stopRequested)
@@ -416,6 +425,13 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     @available(*, noasync, message: "blocks the calling thread; use the async shutdown")
     @discardableResult
     public func shutdown(until deadline: ContinuousClock.Instant, policy: ShutdownPolicy = .shared) -> ShutdownReport {
+        // A thin entry: the checks come before any local type's metadata is touched, since in a
+        // forked child a runtime lock may be held by a thread that does not exist there.
+        if Fork.isChild { return .forkedChild(groupPath: path, name: name, policy: policy) }
+        return runShutdown(until: deadline, policy: policy)
+    }
+
+    private func runShutdown(until deadline: ContinuousClock.Instant, policy: ShutdownPolicy) -> ShutdownReport {
         let start = ContinuousClock.now
         enum Entry { case run(firstStop: Bool), wait, done(ShutdownReport) }
         let entry = state.withLock { state -> Entry in

@@ -1,0 +1,73 @@
+import CShims
+import Foundation
+import ManagedThreadsTesting
+import Testing
+@testable import ManagedThreads
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `fork()` has one defined, enforced meaning (issue 12, part D).
+@Suite("Fork")
+struct ForkTests {
+    @Test("children forked while threads spawn and join neither crash nor hang: the library refuses with a typed error")
+    func forkWhileChurning() async {
+        await #expect(processExitsWith: .exitCode(0)) { forkWhileChurningBody() }
+    }
+
+    @Test("fork followed by exec keeps working")
+    func forkThenExec() throws {
+        let group = try ThreadGroup.current.makeChild(name: "exec-parent")
+        try group.spawn(name: "busy") { token in _ = token.wait(timeout: .seconds(120)) }
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("true"), nil]
+        let pid = fork()
+        if pid == 0 {
+            execv("/bin/true", argv)
+            _exit(99)
+        }
+        let status = waitForChild(pid, timeout: .seconds(30))
+        #expect(status == 0)
+        #expect(group.shutdown(timeout: .seconds(30)).isClean)
+    }
+}
+
+/// Threads spawn and join in a loop while the main thread forks 60 children. Each child uses the
+/// library the ways a program might after fork: spawn (must throw forkedChild), shutdown of the
+/// root (returns at once, empty), then `_exit` (exit() would flush stdio and run the test
+/// harness's atexit handlers, whose locks a parent thread may have held at the fork: not ours).
+func forkWhileChurningBody() {
+    let churn = try! ThreadGroup.root.makeChild(name: "churn")
+    for index in 0..<2 {
+        try! churn.spawn(name: "spawner-\(index)") { token in
+            while !token.isStopRequested {
+                let group = try? ThreadGroup.current.makeChild(name: "inner")
+                _ = try? group?.spawn(name: "short") { _ in }
+                _ = group?.shutdown(timeout: .seconds(5))
+            }
+        }
+    }
+    var failures = 0
+    for _ in 0..<60 {
+        let pid = fork()
+        if pid == 0 {
+            var code: Int32 = 0
+            do {
+                _ = try ManagedThread.spawn(name: "in-child") { _ in }
+                code = 2
+            } catch {
+                if error.code != .forkedChild { code = 3 }
+            }
+            let report = ThreadGroup.root.shutdown(timeout: .seconds(5))
+            if report.total != 0 { code = 4 }
+            _exit(code)
+        }
+        let status = waitForChild(pid, timeout: .seconds(20))
+        if status != 0 {
+            print("child \(pid): wait status \(String(describing: status))")
+            failures += 1
+        }
+    }
+    _ = churn.shutdown(timeout: .seconds(30))
+    exit(failures == 0 ? 0 : 1)
+}
+
