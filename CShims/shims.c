@@ -69,7 +69,12 @@ int cshims_thread_clockjoin(pthread_t thread, const struct timespec *abstime) {
     struct timespec mono, real, target;
     clock_gettime(CLOCK_MONOTONIC, &mono);
     clock_gettime(CLOCK_REALTIME, &real);
-    long long left = (long long)(abstime->tv_sec - mono.tv_sec) * 1000000000LL + (abstime->tv_nsec - mono.tv_nsec);
+    // Saturate: a deadline centuries away (tv_sec near its maximum) must not overflow.
+    long long secs = (long long)abstime->tv_sec - (long long)mono.tv_sec;
+    if (secs > 100LL * 365 * 24 * 3600) {
+        secs = 100LL * 365 * 24 * 3600;
+    }
+    long long left = secs * 1000000000LL + (abstime->tv_nsec - mono.tv_nsec);
     if (left < 0) {
         left = 0;
     }

@@ -30,7 +30,8 @@ struct ExitPathTests {
         #expect(report.failed == 1, "a thread that did not return is reported, not hidden: \(report)")
     }
 
-    @Test("a managed thread cancelled with pthread_cancel in a blocking read takes the same exit path")
+    @Test("a managed thread cancelled with pthread_cancel in a blocking read takes the same exit path",
+          .disabled(if: Sanitizer.thread, "TSan's read interceptor cannot be unwound by cancellation (it aborts: ignores not ended)"))
     func cancellation() throws {
         let group = try ThreadGroup.current.makeChild(name: "cancelled")
         let pipe = Pipe()
