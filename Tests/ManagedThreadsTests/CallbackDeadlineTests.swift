@@ -65,8 +65,12 @@ struct CallbackDeadlineTests {
         let group = try ThreadGroup.current.makeChild(name: "request-then-shutdown")
         let gate = Gate()
         let registered = Counter()
+        let callbackEnded = Counter()
         try group.spawn(name: "slow-callback") { token in
-            token.onStop { _ = waitOpen(gate, timeout: .seconds(20)) }
+            token.onStop {
+                _ = waitOpen(gate, timeout: .seconds(20))
+                callbackEnded.increment()
+            }
             registered.increment()
             _ = token.wait(timeout: .seconds(120))
         }
@@ -78,6 +82,7 @@ struct CallbackDeadlineTests {
         gate.release()
         #expect(took < .seconds(10), "requestStop or the shutdown waited for the callback (\(took))")
         #expect(report.runningCallbacks.map(\.name) == ["slow-callback"], "\(report)")
+        try waitFor("the callback to finish once released") { callbackEnded.count == 1 }
     }
 
     @Test("StopCallback.cancel() waits for the action running on another thread")
