@@ -27,6 +27,7 @@ struct ForkTests {
             _exit(99)
         }
         let status = waitForChild(pid, timeout: .seconds(30))
+        free(argv[0])
         #expect(status == 0)
         #expect(group.shutdown(timeout: .seconds(30)).isClean)
     }
