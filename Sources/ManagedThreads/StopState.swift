@@ -28,6 +28,9 @@ final class StopState: Sendable {
         var descriptor: Int32 = -1
         /// The descriptor was closed for good (the owning thread ended); it is never recreated.
         var descriptorRetired = false
+        /// A thread other than the owner asked for the descriptor: it may still hold the number
+        /// after the owner ends, so it stays open (readable) until this state is freed.
+        var descriptorShared = false
         var callbacks: [Callback] = []
         var callbacksDone = false
         var nextCallbackID: UInt64 = 0
@@ -141,7 +144,9 @@ final class StopState: Sendable {
 
     /// The eventfd that becomes readable on stop, created on first use.
     func descriptor() throws(ThreadError) -> Int32 {
-        try rare.withLock { (rare) throws(ThreadError) -> Int32 in
+        let outside = owner.map { $0.tid != PThread.currentTID } ?? false
+        return try rare.withLock { (rare) throws(ThreadError) -> Int32 in
+            if outside { rare.descriptorShared = true }
             if rare.descriptor >= 0 { return rare.descriptor }
             if rare.descriptorRetired {
                 throw ThreadError(
@@ -161,13 +166,16 @@ final class StopState: Sendable {
 
     /// Closes the descriptor (if any) for good. Called when the owning thread's body has ended.
     /// It is made readable first, so anything still polling it (a token that escaped the body,
-    /// against the documentation) wakes instead of sleeping on a closed descriptor.
+    /// against the documentation) wakes instead of sleeping on a closed descriptor. One that
+    /// another thread asked for stays open, readable, until the state is freed (its deinit closes
+    /// it), so a number that thread still holds is never reused under it.
     func retireDescriptor() {
         let fd = rare.withLock { rare -> Int32 in
             let fd = rare.descriptor
             if fd >= 0 { try? EventFD.signal(fd) }
-            rare.descriptor = -1
             rare.descriptorRetired = true
+            if rare.descriptorShared { return -1 }
+            rare.descriptor = -1
             return fd
         }
         if fd >= 0 { closeDescriptor(fd) }

@@ -52,4 +52,20 @@ struct BookkeepingTests {
         #expect(!thread.isStopRequested)
         #expect(thread.stopReason == nil)
     }
+
+    @Test("a token descriptor another thread asked for stays open and readable after the body returns")
+    func sharedDescriptorOutlivesBody() throws {
+        let gate = Gate()
+        var thread: ManagedThread? = try ManagedThread.spawn(name: "owner") { _ in gate.waitOpen() }
+        let fd = try thread!.stopToken.fileDescriptor  // asked for from this thread, not the owner
+        gate.release()
+        #expect(try thread!.join(timeout: .seconds(30)))
+        // The body has returned: the number is still ours, not closed and reused.
+        #expect(fcntl(fd, F_GETFD) != -1, "the descriptor was closed under a holder")
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&pfd, 1, 0) == 1, "a retired descriptor reads as stopped")
+        #expect(try thread!.stopToken.fileDescriptor == fd)
+        thread = nil  // the last reference: the state's deinit closes it
+    }
 }
+
