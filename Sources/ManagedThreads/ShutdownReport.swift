@@ -256,7 +256,7 @@ extension ShutdownReport {
     /// the parent's threads do not exist there, so there is nothing to stop or wait for.
     static func forkedChild(groupPath: String, name: String, policy: ShutdownPolicy) -> ShutdownReport {
         ShutdownReport(
-            groupPath: groupPath, policy: "\(policy) (forked child: nothing to stop)", timeoutNanoseconds: 0,
+            groupPath: groupPath, policy: "\(policy.kind.rawValue) (forked child: nothing to stop)", timeoutNanoseconds: 0,
             durationNanoseconds: 0, overshootNanoseconds: 0,
             root: .init(name: name, path: groupPath, joined: 0, entries: [], children: []))
     }

@@ -16,6 +16,12 @@ struct ForkTests {
         await #expect(processExitsWith: .exitCode(0)) { forkWhileChurningBody() }
     }
 
+    @Test("the library's paths in a forked child take no lock of the Swift runtime that a parent thread may hold",
+          .disabled(if: Sanitizer.thread, "TSan does not support fork in a multithreaded process: its own runtime hangs the child"))
+    func forkWhileRuntimeLocksAreHeld() async {
+        await #expect(processExitsWith: .exitCode(0)) { forkWhileRuntimeLocksAreHeldBody() }
+    }
+
     @Test("fork followed by exec keeps working")
     func forkThenExec() throws {
         let group = try ThreadGroup.current.makeChild(name: "exec-parent")
@@ -33,10 +39,10 @@ struct ForkTests {
     }
 }
 
-/// Threads spawn and join in a loop while the main thread forks 60 children. Each child uses the
-/// library the ways a program might after fork: spawn (must throw forkedChild), shutdown of the
-/// root (returns at once, empty), then `_exit` (exit() would flush stdio and run the test
-/// harness's atexit handlers, whose locks a parent thread may have held at the fork: not ours).
+/// Threads spawn and join in a loop while the main thread forks 60 children. Each child uses the library the ways a program might after fork:
+/// spawn (must throw forkedChild), shutdown of the root (returns at once, empty), the report's
+/// summary, then `_exit` (exit() would flush stdio and run the test harness's atexit handlers,
+/// whose locks a parent thread may have held at the fork: not ours).
 func forkWhileChurningBody() {
     let churn = try! ThreadGroup.root.makeChild(name: "churn")
     for index in 0..<2 {
@@ -49,7 +55,7 @@ func forkWhileChurningBody() {
         }
     }
     var failures = 0
-    for _ in 0..<60 {
+    for _ in 0..<60 where failures == 0 {
         let pid = fork()
         if pid == 0 {
             var code: Int32 = 0
@@ -60,10 +66,10 @@ func forkWhileChurningBody() {
                 if error.code != .forkedChild { code = 3 }
             }
             let report = ThreadGroup.root.shutdown(timeout: .seconds(5))
-            if report.total != 0 { code = 4 }
+            if report.total != 0 || !report.isClean || report.joined != 0 { code = 4 }
             _exit(code)
         }
-        let status = waitForChild(pid, timeout: .seconds(20))
+        let status = waitForChild(pid, timeout: .seconds(10))
         if status != 0 {
             print("child \(pid): wait status \(String(describing: status))")
             failures += 1
@@ -73,3 +79,44 @@ func forkWhileChurningBody() {
     exit(failures == 0 ? 0 : 1)
 }
 
+/// Makes the Swift runtime build `count` array types it has never seen ([T], [[T]], …, deeper on
+/// every call), each through its metadata cache and that cache's lock.
+func instantiateNewArrayTypes(count: Int) {
+    for _ in 0..<count { nestedArrayType = wrapInArray(nestedArrayType) }
+}
+nonisolated(unsafe) private var nestedArrayType: any Any.Type = Int.self
+private func wrapInArray<T>(_: T.Type) -> any Any.Type { [T].self }
+
+/// A thread builds new generic types without pause, so the Swift runtime's metadata-cache lock
+/// for arrays is often held when the main thread forks; nothing in this process has asked for a
+/// report's summary yet, so each child is the first to reach that code. A child that needs the
+/// runtime's lock there hangs forever (seen in CI: a child stuck in `ShutdownReport.total`).
+func forkWhileRuntimeLocksAreHeldBody() {
+    let group = try! ThreadGroup.root.makeChild(name: "runtime-locks")
+    try! group.spawn(name: "metadata") { token in
+        while !token.isStopRequested { instantiateNewArrayTypes(count: 100) }
+    }
+    var failures = 0
+    for _ in 0..<40 where failures == 0 {
+        let pid = fork()
+        if pid == 0 {
+            var code: Int32 = 0
+            do {
+                _ = try ManagedThread.spawn(name: "in-child") { _ in }
+                code = 2
+            } catch {
+                if error.code != .forkedChild || error.description.isEmpty { code = 3 }
+            }
+            let report = ThreadGroup.root.shutdown(timeout: .seconds(5))
+            if report.total != 0 || !report.isClean || report.stuck != 0 || report.description.isEmpty { code = 4 }
+            _exit(code)
+        }
+        let status = waitForChild(pid, timeout: .seconds(10))
+        if status != 0 {
+            print("child \(pid): wait status \(String(describing: status))")
+            failures += 1
+        }
+    }
+    _ = group.shutdown(timeout: .seconds(30))
+    exit(failures == 0 ? 0 : 1)
+}
