@@ -5,6 +5,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ManagedThreads
 
 @main
 struct ThreadBench: ParsableCommand {
@@ -103,7 +104,7 @@ struct ThreadBench: ParsableCommand {
         if let hogs, hogs.values.contains(where: { $0 < 0 }) { throw ValidationError("--hogs must not be negative") }
         if let stuck, stuck < 1 { throw ValidationError("--stuck must be at least 1") }
         if let deadline, deadline < 1 { throw ValidationError("--deadline must be at least 1 ms") }
-        if let stackSize, stackSize.bytes < 16 * 1024 { throw ValidationError("--stack-size must be at least 16K") }
+        if let stackSize, stackSize.bytes < ThreadOptions.minimumStackSize { throw ValidationError("--stack-size must be at least \(ThreadOptions.minimumStackSize / 1024)K") }
     }
 
     mutating func run() throws {
