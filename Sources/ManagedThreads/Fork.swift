@@ -41,7 +41,9 @@ enum Fork {
     /// those call sites has the type metadata it needs before any fork (see the type's comment).
     /// Set before the library is noted as used, so no child of a library user can miss it.
     static let childPathsPrepared: Bool = {
-        let error = refusal("spawn \"warm-up\"")
+        // Every refusal names what was refused the same way: "spawn \(name.debugDescription)".
+        // Small and heap-allocated names take different paths.
+        let error = refusal("spawn \("short".debugDescription) in \("a name longer than fifteen bytes".debugDescription)")
         var used = error.description.count + (error.code == .forkedChild ? 1 : 0)
         let report = ShutdownReport.forkedChild(groupPath: "root", name: "root", policy: .shared)
         used += report.total + report.joined + report.stuck + report.orphaned + report.abandoned + report.failed

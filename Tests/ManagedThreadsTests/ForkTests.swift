@@ -54,8 +54,8 @@ func forkWhileChurningBody() {
             }
         }
     }
-    var failures = 0
-    for _ in 0..<60 where failures == 0 {
+    var outcome: Int32 = 0
+    for _ in 0..<60 where outcome == 0 {
         let pid = fork()
         if pid == 0 {
             var code: Int32 = 0
@@ -70,13 +70,10 @@ func forkWhileChurningBody() {
             _exit(code)
         }
         let status = waitForChild(pid, timeout: .seconds(10))
-        if status != 0 {
-            print("child \(pid): wait status \(String(describing: status))")
-            failures += 1
-        }
+        outcome = forkOutcome(status)
     }
     _ = churn.shutdown(timeout: .seconds(30))
-    exit(failures == 0 ? 0 : 1)
+    exit(outcome)
 }
 
 /// Makes the Swift runtime build `count` array types it has never seen ([T], [[T]], …, deeper on
@@ -96,8 +93,8 @@ func forkWhileRuntimeLocksAreHeldBody() {
     try! group.spawn(name: "metadata") { token in
         while !token.isStopRequested { instantiateNewArrayTypes(count: 100) }
     }
-    var failures = 0
-    for _ in 0..<40 where failures == 0 {
+    var outcome: Int32 = 0
+    for _ in 0..<40 where outcome == 0 {
         let pid = fork()
         if pid == 0 {
             var code: Int32 = 0
@@ -112,11 +109,17 @@ func forkWhileRuntimeLocksAreHeldBody() {
             _exit(code)
         }
         let status = waitForChild(pid, timeout: .seconds(10))
-        if status != 0 {
-            print("child \(pid): wait status \(String(describing: status))")
-            failures += 1
-        }
+        outcome = forkOutcome(status)
     }
     _ = group.shutdown(timeout: .seconds(30))
-    exit(failures == 0 ? 0 : 1)
+    exit(outcome)
+}
+
+/// An exit test's output is not shown, so its exit code says what went wrong with the first
+/// child that failed: 0 all well, 20 hung (killed after the wait), 30 + the child's exit code,
+/// 60 + the signal that ended it.
+func forkOutcome(_ status: Int32?) -> Int32 {
+    guard let status else { return 20 }
+    if status & 0x7f == 0 { return status == 0 ? 0 : 30 + (status >> 8) & 0xff }
+    return 60 + status & 0x7f
 }
