@@ -39,7 +39,7 @@ struct TimeTests {
         #if DEBUG
         let missed = Counter()
         let thread = try ManagedThread.spawn(name: "ticker") { token in
-            let ticker = try token.ticks(every: .milliseconds(5))
+            let ticker = try token.ticks(every: .milliseconds(10))
             ticker.afterEmptyRead = { fd in
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 _ = Glibc.poll(&pfd, 1, 1_000)  // until the timer has expired
@@ -48,13 +48,15 @@ struct TimeTests {
             for tick in ticker {
                 if tick.missed > 0 { missed.increment() }
                 count += 1
-                if count == 100 { return }
+                if count == 60 { return }
             }
         }
         #expect(try thread.join(timeout: .seconds(120)))
         #expect(thread.error == nil)
-        // A tick really missed on a busy, shared machine is possible; a systematic one is the bug.
-        #expect(missed.count <= 10, "\(missed.count) of 100 on-time ticks reported missed")
+        // The hook forces the race on every tick, so the bug made every tick "missed". A tick
+        // really missed is possible too: the hook's poll can wake more than a period late when the
+        // machine is busy (CI once saw more than 10 of 100 at 5 ms). Half is far from both.
+        #expect(missed.count < 30, "\(missed.count) of 60 on-time ticks reported missed")
         #endif
     }
 }
