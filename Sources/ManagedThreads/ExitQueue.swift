@@ -86,13 +86,15 @@ final class ExitQueue: Sendable {
         queue.withLock { $0 = ([], true) }
     }
 
-    func push(_ thread: ManagedThread) {
+    /// Queues a thread that ended; false (and nothing queued) once the queue is closed.
+    @discardableResult
+    func push(_ thread: ManagedThread) -> Bool {
         let accepted = queue.withLock { queue -> Bool in
             guard !queue.closed else { return false }
             queue.threads.append(thread)
             return true
         }
-        guard accepted else { return }
+        guard accepted else { return false }
         let previous = word.fetchAdd(1)
         if previous & Self.sleeperBit != 0 {
             let sequence = (previous &+ 1) & ~Self.sleeperBit
@@ -102,6 +104,7 @@ final class ExitQueue: Sendable {
                 word.wakeAll()
             }
         }
+        return true
     }
 
     /// The sequence value to pass to ``wait(after:until:)``; read before draining.

@@ -23,6 +23,9 @@ final class ShutdownPlan {
     let reapedJoined: Int
     let reapedFailures: [ShutdownReport.ThreadEntry]
     let children: [(child: Child, serial: UInt64, priority: Int)]
+    /// Children that left after an earlier shutdown, listed for their report nodes (see
+    /// GroupAftermath.swift).
+    let departed: [ThreadGroup]
     /// Whether the group's parent is itself stopping (then the parent removes nothing).
     let parentIsStopping: Bool
     /// Filled in by ``ShutdownRun/node(for:)``.
@@ -31,7 +34,7 @@ final class ShutdownPlan {
     private init(
         group: ThreadGroup, path: String, threads: [ThreadGroup.Member<ManagedThread>], ended: [ManagedThread],
         reaped: (joined: Int, failures: [ShutdownReport.ThreadEntry]),
-        children: [(child: Child, serial: UInt64, priority: Int)], parentIsStopping: Bool
+        children: [(child: Child, serial: UInt64, priority: Int)], departed: [ThreadGroup], parentIsStopping: Bool
     ) {
         self.group = group
         self.path = path
@@ -40,6 +43,7 @@ final class ShutdownPlan {
         self.reapedJoined = reaped.joined
         self.reapedFailures = reaped.failures
         self.children = children
+        self.departed = departed
         self.parentIsStopping = parentIsStopping
     }
 
@@ -47,7 +51,9 @@ final class ShutdownPlan {
     /// claimed the group's shutdown.
     static func prepare(_ group: ThreadGroup, path: String, queue: ExitQueue, isRoot: Bool) -> Child {
         enum Snapshot {
-            case ok([ThreadGroup.Member<ManagedThread>], [ManagedThread], [ThreadGroup.Member<any ThreadOwner>], (joined: Int, failures: [ShutdownReport.ThreadEntry]))
+            case ok(
+                [ThreadGroup.Member<ManagedThread>], [ManagedThread], [ThreadGroup.Member<any ThreadOwner>],
+                (joined: Int, failures: [ShutdownReport.ThreadEntry]), departed: [ThreadGroup])
             case busy
             case stopped
         }
@@ -68,7 +74,7 @@ final class ShutdownPlan {
             state.reapedJoined = 0
             return .ok(
                 state.threads.values.sorted { $0.serial < $1.serial }, ended,
-                state.children.values.sorted { $0.serial < $1.serial }, reaped)
+                state.children.values.sorted { $0.serial < $1.serial }, reaped, departed: state.aftermath.departed)
         }
         switch snapshot {
         case .stopped:
@@ -76,7 +82,7 @@ final class ShutdownPlan {
             return .stopped(group)
         case .busy:
             return .component(group, path: path)
-        case .ok(let threads, let ended, let members, let reaped):
+        case .ok(let threads, let ended, let members, let reaped, let departed):
             let children = members.map { member -> (child: Child, serial: UInt64, priority: Int) in
                 let childPath = "\(path)/\(member.value.name)"
                 let child: Child
@@ -92,7 +98,7 @@ final class ShutdownPlan {
             } ?? false
             return .group(ShutdownPlan(
                 group: group, path: path, threads: threads, ended: ended, reaped: reaped, children: children,
-                parentIsStopping: isRoot ? parentStopping : true))
+                departed: departed, parentIsStopping: isRoot ? parentStopping : true))
         }
     }
 
@@ -408,6 +414,7 @@ struct ShutdownRun {
             case .stopped(let group): group.currentReportNode().map { children.append($0) }
             }
         }
+        children += plan.departed.compactMap { $0.currentReportNode() }
         let node = ShutdownReport.Node(name: plan.group.name, path: plan.path, joined: joined, entries: entries, children: children)
         plan.node = node
         return node

@@ -95,6 +95,8 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         /// Own threads still running when the shutdown finished, held weakly: a later shutdown
         /// of a parent reports what became of them instead of the stale "stuck".
         var lingering: [WeakThread] = []
+        /// What happens after a shutdown that left threads running (see GroupAftermath.swift).
+        var aftermath = Aftermath()
         var nextSerial: UInt64 = 0
         /// See ``ThreadGroup/extensionCap``.
         var extensionCap: Duration = .zero
@@ -198,6 +200,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             guard state.phase == .running else { throw stoppedError(action: "create child group \(name.debugDescription)") }
             state.children[ObjectIdentifier(child)] = Member(value: child, serial: state.serial(), priority: stopPriority)
         }
+        sweepDepartures()
         return child
     }
 
@@ -257,8 +260,9 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     /// Called on a member thread as it ends.
     func threadEnded(_ thread: ManagedThread) {
         if let queue = installedQueue.load(ordering: .acquiring) {
-            // Shutting down: the shutdown's plan has its own list, so no group bookkeeping.
-            queue.takeUnretainedValue().push(thread)
+            // Shutting down: the shutdown's plan has its own list, so no group bookkeeping. A
+            // closed queue means the shutdown is over: the thread outlived it.
+            if !queue.takeUnretainedValue().push(thread) { lingeringThreadEnded(thread) }
             return
         }
         state.withLock { state in
@@ -510,8 +514,12 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         }
         plan.finish(report: report)
         instruments.shutdownFinished(report)
-        if report.isClean && report.orphaned == 0, let parent, !plan.parentIsStopping {
-            parent.removeChild(self)
+        if let parent, !plan.parentIsStopping {
+            if report.isClean && report.orphaned == 0 {
+                parent.removeChild(self)
+            } else {
+                awaitDeparture()
+            }
         }
         return report
     }
@@ -552,60 +560,15 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             state.lingering = state.threads.values.map {
                 WeakThread(name: $0.value.name, tid: $0.value.tid, thread: $0.value)
             }
+            // A thread not yet exited here will call threadEnded later, through the closed queue.
+            state.aftermath.alive = Set(state.threads.values.filter { $0.value.isAlive }.map { ObjectIdentifier($0.value) })
             state.threads.removeAll()
             state.finished.removeAll()
         }
         completed.requestStop(reason: .shutdown)
     }
 
-    /// This group's part of its finished shutdown's report, brought up to date: a thread reported
-    /// stuck or orphaned that has exited since is reported `joined` if it was joined, else
-    /// `exitedUnreaped`. Children are brought up to date the same way; a component that had not
-    /// finished is asked again, with a deadline that has passed.
-    func currentReportNode() -> ShutdownReport.Node? {
-        let (node, lingering, members) = state.withLock { state in
-            (state.report?.root, state.lingering, state.children.values.map(\.value))
-        }
-        let children = members.compactMap { $0 as? ThreadGroup }
-        guard var node else { return nil }
-        for index in node.entries.indices {
-            let entry = node.entries[index]
-            guard entry.status == .stuck || entry.status == .orphaned || entry.status == .abandoned,
-                let record = lingering.first(where: {
-                    // A thread that had not started when the report was written has no tid in its
-                    // entry, but may have one by the time the group recorded its stragglers.
-                    $0.name == entry.name && ($0.tid == nil || entry.tid == nil || $0.tid == entry.tid)
-                })
-            else { continue }
-            let thread = record.thread
-            if let thread, thread.isAlive { continue }
-            // Gone: joined by its owner, or exited and dropped (the stack pool's orphan list reaps it).
-            node.entries[index].status = thread?.isJoined == true ? .joined : .exitedUnreaped
-            node.entries[index].kernel = nil
-        }
-        for index in node.children.indices {
-            let childPath = node.children[index].path
-            if let child = children.first(where: { $0.path == childPath }), let fresh = child.currentReportNode() {
-                node.children[index] = fresh
-            } else if node.children[index].componentFinished == false,
-                let component = members.first(where: { !($0 is ThreadGroup) && "\(path)/\($0.name)" == childPath })
-            {
-                // A TaskTracker's task, say, that has finished since: the join returns at once.
-                node.children[index] = component.join(until: .now, path: childPath)
-            }
-        }
-        return node
-    }
-
-    /// Threads a finished shutdown of this group (or of a group below) left running, still alive.
-    func lingeringThreads() -> [ManagedThread] {
-        let (own, children) = state.withLock { state in
-            (state.lingering.compactMap(\.thread), state.children.values.compactMap { $0.value as? ThreadGroup })
-        }
-        return own.filter(\.isAlive) + children.flatMap { $0.lingeringThreads() }
-    }
-
-        /// For a caller that waited on another caller's shutdown and ran out of time: what is alive now.
+    /// For a caller that waited on another caller's shutdown and ran out of time: what is alive now.
     private func provisionalReport(start: ContinuousClock.Instant, deadline: ContinuousClock.Instant, policy: ShutdownPolicy) -> ShutdownReport {
         let end = ContinuousClock.now
         let entries = aliveThreads.map { ShutdownRun.entry(for: $0, status: .stuck, path: path, now: end) }

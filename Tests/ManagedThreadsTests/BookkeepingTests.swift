@@ -30,6 +30,37 @@ struct BookkeepingTests {
         #expect(report.joined == 1 + spawned, "every thread the group ran is accounted for: \(report)")
     }
 
+    @Test("child groups whose threads overran the deadline leave their parent once those threads end")
+    func lingeringChildrenLeave() throws {
+        let parent = try ThreadGroup.current.makeChild(name: "scopes")
+        let gate = Gate()
+        var overrunning: [ManagedThread] = []
+        for index in 0..<300 {
+            try parent.withCurrent {
+                let (_, report) = try withThreadGroup("scope-\(index)", timeout: .milliseconds(1)) { group in
+                    // Every other scope's thread sits one group further down.
+                    let home = index.isMultiple(of: 2) ? group : try group.makeChild(name: "inner")
+                    overrunning.append(try home.spawn(name: "overrun") { _ in gate.waitOpen() })
+                }
+                #expect(!report.isClean)
+            }
+        }
+        // Still running: the parent lists them.
+        #expect(childCount(parent) == 300)
+        #expect(parent.aliveThreads.count == 300)
+        gate.release()
+        for thread in overrunning { #expect(try thread.join(timeout: .seconds(30))) }
+        try waitFor("every scope left its parent", timeout: .seconds(60)) { childCount(parent) == 0 }
+        // The parent's own report still says what became of them: the most recent departed
+        // scopes, their threads no longer running.
+        let report = parent.shutdown(timeout: .seconds(30))
+        #expect(report.isClean, "\(report)")
+        #expect(report.root.children.count == ThreadGroup.departedLimit)
+        #expect(Set(report.root.children.map(\.name)).count == ThreadGroup.departedLimit)
+        #expect(report.root.allEntries.count == ThreadGroup.departedLimit)
+        #expect(report.root.allEntries.allSatisfy { $0.status == .joined }, "joined by this test: \(report)")
+    }
+
     @Test("a thread keeps its group path after the group is gone")
     func groupPathOutlivesGroup() throws {
         var thread: ManagedThread?
@@ -69,3 +100,8 @@ struct BookkeepingTests {
     }
 }
 
+
+/// How many children (groups and components) a group holds.
+func childCount(_ group: ThreadGroup) -> Int {
+    group.state.withLock { $0.children.count }
+}

@@ -59,7 +59,8 @@ private struct BodyFailure: Error {}
 
 /// In a group: a thread registers an onStop callback, waits for its stop, is stopped by the
 /// group's shutdown and throws (so its end logs and describes the error); then a plain thread
-/// with the same stack returns at once. Exit code 0 when all of it ran.
+/// with the same stack returns at once; then one outlives its group's shutdown, so its end makes
+/// the group leave its parent. Exit code 0 when all of it ran.
 private func heaviestPath(stackSize: Int, pooled: Bool) -> Int32 {
     let options = ThreadOptions(stackSize: stackSize, stackAllocation: pooled ? .pooled : .system)
     do {
@@ -74,6 +75,15 @@ private func heaviestPath(stackSize: Int, pooled: Bool) -> Int32 {
         guard report.isClean, report.joined == 1, report.failed == 1 else { return 2 }
         let plain = try ManagedThread.spawn(name: "plain", options: options) { _ in }
         guard try plain.join(timeout: .seconds(30)) else { return 3 }
+        // A thread that outlives its group's shutdown: as it ends, on its own stack, the group
+        // leaves its parent (the report refresh and the departure run there).
+        let parent = try ThreadGroup.root.makeChild(name: "minimum-stack-parent")
+        let scope = try parent.makeChild(name: "scope")
+        let release = Gate()
+        let late = try scope.spawn(name: "late", options: options) { _ in release.waitOpen() }
+        guard !scope.shutdown(timeout: .milliseconds(1)).isClean else { return 5 }
+        release.release()
+        guard try late.join(timeout: .seconds(30)), childCount(parent) == 0 else { return 6 }
         return 0
     } catch {
         return 4
