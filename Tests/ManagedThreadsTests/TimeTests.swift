@@ -55,7 +55,7 @@ struct TimeTests {
         #expect(thread.error == nil)
         // The hook forces the race on every tick, so the bug made every tick "missed". A tick
         // really missed is possible too: the hook's poll can wake more than a period late when the
-        // machine is busy (CI once saw more than 10 of 100 at 5 ms). Half is far from both.
+        // machine is busy (a loaded full-suite run here once saw more than 10 of 100 at 5 ms). Half is far from both.
         #expect(missed.count < 30, "\(missed.count) of 60 on-time ticks reported missed")
         #endif
     }
