@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <linux/futex.h>
+#include <stdint.h>
+#include <time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -97,6 +99,32 @@ int cshims_futex_wait(uint32_t *addr, uint32_t expected, const struct timespec *
 
 int cshims_futex_wake(uint32_t *addr, int count) {
     return (int)syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+}
+
+int cshims_futex_wait_bitset(uint32_t *addr, uint32_t expected, const struct timespec *timeout, uint32_t bitset) {
+    struct timespec deadline;
+    const struct timespec *absolute = NULL;
+    if (timeout) {
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        // Saturate instead of overflowing: the caller's relative time is already clamped.
+        if (deadline.tv_sec > INT64_MAX - timeout->tv_sec - 1) {
+            deadline.tv_sec = INT64_MAX;
+            deadline.tv_nsec = 0;
+        } else {
+            deadline.tv_sec += timeout->tv_sec;
+            deadline.tv_nsec += timeout->tv_nsec;
+            if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec += 1;
+                deadline.tv_nsec -= 1000000000L;
+            }
+        }
+        absolute = &deadline;
+    }
+    return (int)syscall(SYS_futex, addr, FUTEX_WAIT_BITSET_PRIVATE, expected, absolute, NULL, bitset);
+}
+
+int cshims_futex_wake_bitset(uint32_t *addr, int count, uint32_t bitset) {
+    return (int)syscall(SYS_futex, addr, FUTEX_WAKE_BITSET_PRIVATE, count, NULL, NULL, bitset);
 }
 
 int cshims_tgkill(pid_t tid, int sig) {

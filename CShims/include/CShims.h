@@ -68,6 +68,15 @@ int cshims_futex_wait(uint32_t *_Nonnull addr, uint32_t expected,
 /// FUTEX_WAKE_PRIVATE: wakes up to `count` waiters on `addr`. Returns the number woken, or -1.
 int cshims_futex_wake(uint32_t *_Nonnull addr, int count);
 
+/// FUTEX_WAIT_BITSET: sleeps while `*addr == expected`, for at most `timeout` (relative, made an
+/// absolute CLOCK_MONOTONIC deadline here; NULL: no limit); only a wake whose bitset shares a bit
+/// with `bitset` wakes it. Returns 0 or -1 with errno (EAGAIN, EINTR, ETIMEDOUT).
+int cshims_futex_wait_bitset(uint32_t *_Nonnull addr, uint32_t expected,
+                             const struct timespec *_Nullable timeout, uint32_t bitset);
+
+/// FUTEX_WAKE_BITSET: wakes at most `count` sleepers whose bitset shares a bit with `bitset`.
+int cshims_futex_wake_bitset(uint32_t *_Nonnull addr, int count, uint32_t bitset);
+
 /// `tgkill(2)`: sends `sig` to one thread of this process. `syscall(2)` is variadic, so Swift
 /// cannot call it. Returns 0, or -1 with errno (ESRCH: the thread is gone).
 int cshims_tgkill(pid_t tid, int sig);

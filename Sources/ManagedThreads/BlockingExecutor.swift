@@ -334,6 +334,9 @@ public final class Job<Value: Sendable>: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Tasks suspended in ``value`` right now (for tests: each one gave its thread back).
+    var suspendedWaiters: Int { state.withLock { $0.waiters.count } }
+
     /// Waits for the job's outcome, blocking the calling thread at most until `deadline`.
     ///
     /// Safe from anywhere, including a worker of the same executor: the wait is bounded, so a job

@@ -145,7 +145,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         self.purpose = purpose
         self.isBackground = options.isBackground
         self.spawnTime = .now
-        self.stop = StopState()
+        self.stop = StopState(group: group?.stopWord)
         self.life = .allocate(Self.running)
         self.interruptWord = .allocate(0)
         self.body = body

@@ -49,10 +49,18 @@ final class ShutdownPlan {
 
     /// Snapshots `group` and, recursively, the child groups it owns. `isRoot`: the caller already
     /// claimed the group's shutdown.
-    static func prepare(_ group: ThreadGroup, path: String, queue: ExitQueue, isRoot: Bool) -> Child {
+    ///
+    /// With `stopReason`, the group's stop word is flipped as soon as its queue is installed, so
+    /// its threads hear of the stop before the snapshot is sorted (O(threads), which on a loaded
+    /// machine is slow) and can already ask the shutdown for more time; children are told
+    /// `parentStopped` as each is reached. Without it (the ordered policy), threads are told stage
+    /// by stage later.
+    static func prepare(_ group: ThreadGroup, path: String, queue: ExitQueue, isRoot: Bool, stopReason: StopReason?) -> Child {
         enum Snapshot {
+            // Copies of the dictionaries (O(1): copy on write), sorted outside the lock.
             case ok(
-                [ThreadGroup.Member<ManagedThread>], [ManagedThread], [ThreadGroup.Member<any ThreadOwner>],
+                [ObjectIdentifier: ThreadGroup.Member<ManagedThread>], [ManagedThread],
+                [ObjectIdentifier: ThreadGroup.Member<any ThreadOwner>],
                 (joined: Int, failures: [ShutdownReport.ThreadEntry]), departed: [ThreadGroup])
             case busy
             case stopped
@@ -72,22 +80,25 @@ final class ShutdownPlan {
             swap(&failures, &state.reapedFailures)
             let reaped = (joined: state.reapedJoined, failures: failures)
             state.reapedJoined = 0
-            return .ok(
-                state.threads.values.sorted { $0.serial < $1.serial }, ended,
-                state.children.values.sorted { $0.serial < $1.serial }, reaped, departed: state.aftermath.departed)
+            return .ok(state.threads, ended, state.children, reaped, departed: state.aftermath.departed)
         }
+        if case .ok = snapshot, let stopReason, group.stopWord.mayStopAtOnce { group.stopWord.stop(reason: stopReason) }
         switch snapshot {
         case .stopped:
             // Its report, once set, stays; it is brought up to date when this report is written.
             return .stopped(group)
         case .busy:
             return .component(group, path: path)
-        case .ok(let threads, let ended, let members, let reaped, let departed):
+        case .ok(let threadTable, let ended, let memberTable, let reaped, let departed):
+            let threads = threadTable.values.sorted { $0.serial < $1.serial }
+            let members = memberTable.values.sorted { $0.serial < $1.serial }
             let children = members.map { member -> (child: Child, serial: UInt64, priority: Int) in
                 let childPath = "\(path)/\(member.value.name)"
                 let child: Child
                 if let childGroup = member.value as? ThreadGroup {
-                    child = prepare(childGroup, path: childPath, queue: queue, isRoot: false)
+                    child = prepare(
+                        childGroup, path: childPath, queue: queue, isRoot: false,
+                        stopReason: stopReason == nil ? nil : .parentStopped)
                 } else {
                     child = .component(member.value, path: childPath)
                 }
@@ -103,8 +114,8 @@ final class ShutdownPlan {
     }
 
     /// Convenience for the root, which is always a group.
-    static func prepareRoot(_ group: ThreadGroup, queue: ExitQueue) -> ShutdownPlan {
-        guard case .group(let plan) = prepare(group, path: group.path, queue: queue, isRoot: true) else {
+    static func prepareRoot(_ group: ThreadGroup, queue: ExitQueue, stopReason: StopReason?) -> ShutdownPlan {
+        guard case .group(let plan) = prepare(group, path: group.path, queue: queue, isRoot: true, stopReason: stopReason) else {
             preconditionFailure("the root of a shutdown plan is always a group")
         }
         return plan
@@ -158,6 +169,8 @@ final class ShutdownPlan {
 
     private func collectSignals(ownReason: StopReason, into callbacks: inout [CallbackRunner.Pending]) {
         for member in threads { callbacks += member.value.signal(reason: ownReason) }
+        // Flipped already unless members held callbacks (see GroupStop.swift).
+        group.stopWord.stop(reason: ownReason)
         for entry in children {
             switch entry.child {
             case .group(let plan): plan.collectSignals(ownReason: .parentStopped, into: &callbacks)

@@ -44,15 +44,26 @@ final class StopState: Sendable {
     /// Counts callbacks that returned; ``removeCallback(_:)`` sleeps on it while one runs.
     private let callbackEnded: FutexWord
 
+    /// The stop word of the group the owning thread belongs to (nil for a ``StopSource`` or a
+    /// thread outside any group): stopped when that word is, and sleeping on it (see
+    /// GroupStop.swift).
+    let group: GroupStopWord?
+    /// This state's bit for waits on the group word.
+    let wakeBit: UInt32
+
     /// The thread whose token this is, for deadline extensions; nil for a ``StopSource``.
     /// Written once by ``ManagedThread``'s initialiser, before the state is shared with any other
     /// thread (pthread_create orders it), and only read afterwards.
     nonisolated(unsafe) weak var owner: ManagedThread?
 
-    init() {
+    init(group: GroupStopWord? = nil) {
         word = .allocate(Self.running)
         callbackEnded = .allocate(0)
+        self.group = group
+        wakeBit = 1 << (Self.nextBit.add(1, ordering: .relaxed).oldValue & 31)
     }
+
+    private static let nextBit = Atomic<UInt32>(0)
 
     deinit {
         let fd = rare.withLock { $0.descriptor }
@@ -62,7 +73,7 @@ final class StopState: Sendable {
     }
 
     @inline(__always)
-    var isStopRequested: Bool { word.load() == Self.stopped }
+    var isStopRequested: Bool { word.load() == Self.stopped || (group?.isStopped ?? false) }
 
     /// Records the reason, flips the word, wakes sleepers, signals the descriptor and runs the
     /// callbacks on the calling thread. Returns false if a stop had already been requested.
@@ -97,7 +108,15 @@ final class StopState: Sendable {
             // The reason is recorded before the word flips, so a reader that sees the stop sees why.
             rare.reason = reason
             rare.requestedAt = .now
-            let hadSleepers = word.exchange(Self.stopped) == Self.runningWithSleepers
+            // A member of a group sleeps on the group's word, and only if the group is not stopped
+            // already (its wake woke everyone); otherwise on its own word, if it said so.
+            let previous = word.exchange(Self.stopped)
+            let wake: Bool
+            if let group {
+                wake = !group.isStopped
+            } else {
+                wake = previous == Self.runningWithSleepers
+            }
             // Signal the descriptor while holding the lock: the woken thread may return and retire
             // (close) it at once, and retireDescriptor takes this lock, so it cannot close the
             // descriptor under this write (which would hit EBADF, or a reused descriptor).
@@ -109,16 +128,20 @@ final class StopState: Sendable {
             if !rare.callbacksDone {
                 rare.callbacksDone = true
                 swap(&callbacks, &rare.callbacks)
+                if !callbacks.isEmpty { group?.callbackHolders.subtract(1, ordering: .releasing) }
             }
-            return (hadSleepers, callbacks)
+            return (wake, callbacks)
         }
         guard let taken else { return nil }
-        if taken.wake { word.wakeAll() }
+        if taken.wake {
+            if let group { group.memberStopped(bit: wakeBit) } else { word.wakeAll() }
+        }
         return taken.callbacks
     }
 
-    var reason: StopReason? { rare.withLock { $0.reason } }
-    var requestedAt: ContinuousClock.Instant? { rare.withLock { $0.requestedAt } }
+    /// Its own stop's reason, or else its group's.
+    var reason: StopReason? { rare.withLock { $0.reason } ?? group?.reason }
+    var requestedAt: ContinuousClock.Instant? { rare.withLock { $0.requestedAt } ?? group?.requestedAt }
 
     @inline(__always)
     func noteObserved() {
@@ -129,6 +152,7 @@ final class StopState: Sendable {
 
     /// Blocks until stop is requested or `deadline` passes. Returns whether stop was requested.
     func wait(until deadline: ContinuousClock.Instant?) -> Bool {
+        if let group { return wait(on: group, until: deadline) }
         while true {
             let value = word.load()
             if value == Self.stopped { return true }
@@ -137,6 +161,19 @@ final class StopState: Sendable {
                 if !word.compareExchange(Self.running, Self.runningWithSleepers) { continue }
             }
             if !word.wait(whileEqualTo: Self.runningWithSleepers, until: deadline) {
+                return isStopRequested
+            }
+        }
+    }
+
+    /// A member's wait: on the group's word, with this state's bit (see GroupStop.swift). The
+    /// group word is read before this state's own, so a stop of this member after that read
+    /// changes the group word (its sequence) and the futex does not sleep on the stale value.
+    private func wait(on group: GroupStopWord, until deadline: ContinuousClock.Instant?) -> Bool {
+        while true {
+            let seen = group.word.load()
+            if seen & GroupStopWord.stoppedBit != 0 || word.load() == Self.stopped { return true }
+            if !group.word.wait(whileEqualTo: seen, until: deadline, bitset: wakeBit) {
                 return isStopRequested
             }
         }
@@ -154,7 +191,7 @@ final class StopState: Sendable {
                     message: "the stop descriptor is closed: the thread that owned this token has ended")
             }
             let fd = try EventFD.create()
-            if rare.reason != nil {
+            if rare.reason != nil || group?.isStopped == true {
                 // The stop came first: make the new descriptor readable at once. Writing 1 to a
                 // fresh non-blocking eventfd cannot fail short of a bug (which traps inside).
                 try? EventFD.signal(fd)
@@ -185,9 +222,11 @@ final class StopState: Sendable {
     /// already ended. Returns the registration id, or nil when it ran at once.
     func addCallback(_ action: @escaping @Sendable () -> Void) -> UInt64? {
         let id = rare.withLock { rare -> UInt64? in
-            guard !rare.callbacksDone else { return nil }
+            // A group that stopped at once (see GroupStop.swift) has stopped this thread too.
+            guard !rare.callbacksDone, !(group?.isStopped ?? false) else { return nil }
             let id = rare.nextCallbackID
             rare.nextCallbackID += 1
+            if rare.callbacks.isEmpty { group?.callbackHolders.add(1, ordering: .releasing) }
             rare.callbacks.append(Callback(id: id, action: action))
             return id
         }
@@ -207,6 +246,7 @@ final class StopState: Sendable {
             let found = rare.withLock { rare -> Found in
                 if let index = rare.callbacks.firstIndex(where: { $0.id == id }) {
                     rare.callbacks.remove(at: index)
+                    if rare.callbacks.isEmpty { group?.callbackHolders.subtract(1, ordering: .releasing) }
                     return .removed
                 }
                 if let running = rare.running, running.id == id, running.tid != me { return .running }
@@ -232,6 +272,7 @@ final class StopState: Sendable {
             rare.callbacksDone = true
             var taken: [Callback] = []
             swap(&taken, &rare.callbacks)
+            if !taken.isEmpty { group?.callbackHolders.subtract(1, ordering: .releasing) }
             return taken
         }
         for callback in callbacks { run(callback) }

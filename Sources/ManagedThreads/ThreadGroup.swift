@@ -110,6 +110,8 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     }
 
     let state = Lock<State>(State())
+    /// Stops every member thread with one store and one wake (see GroupStop.swift).
+    let stopWord = GroupStopWord()
     /// The exit queue of this group's shutdown, readable without the group lock, so a thousand
     /// threads ending at once do not queue up on it. A group shuts down once, and `state` keeps
     /// the queue alive for the group's lifetime, so the unretained reference stays valid.
@@ -393,8 +395,12 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
             state.phase = max(state.phase, .stopRequested)
             return (first, state.threads.values.map(\.value), state.children.values.map(\.value))
         }
+        // Every thread here hears of it at once, unless some hold onStop callbacks (see
+        // GroupStop.swift); the per-thread part (reasons, descriptors, callbacks) follows.
+        if stopWord.mayStopAtOnce { stopWord.stop(reason: reason) }
         if first { instruments.stopRequested(groupPath: path, reason: reason) }
         let callbacks = threads.flatMap { $0.signal(reason: reason) }
+        stopWord.stop(reason: reason)
         for child in children { child.requestStop(reason: .parentStopped) }
         // User callbacks run off this thread once every thread here has been told, so a slow one
         // delays nothing; a shutdown that follows waits for them under its deadline.
@@ -458,7 +464,10 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
 
         let queue = ExitQueue()
         queue.openExtensions(base: deadline)
-        let plan = ShutdownPlan.prepareRoot(self, queue: queue)
+        // Each group's threads are told through its stop word as soon as its queue is in place,
+        // before the slow part of the plan (on a loaded machine, time is what this thread has
+        // least of). The ordered policy tells them stage by stage instead.
+        let plan = ShutdownPlan.prepareRoot(self, queue: queue, stopReason: policy.kind == .ordered ? nil : .shutdown)
         var run = ShutdownRun(queue: queue, deadline: deadline)
         let escalation = policy.escalation
         run.abandonStuck = escalation.final == .abandon

@@ -44,6 +44,26 @@ struct FutexWord: @unchecked Sendable {
         return true
     }
 
+    /// Like ``wait(whileEqualTo:until:)``, but only a wake whose bitset shares a bit with
+    /// `bitset` wakes this sleeper (FUTEX_WAIT_BITSET): many threads can sleep on one word and
+    /// still be woken one at a time.
+    func wait(whileEqualTo expected: UInt32, until deadline: ContinuousClock.Instant?, bitset: UInt32) -> Bool {
+        if let deadline {
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            if remaining <= .zero { return false }
+            var ts = remaining.timespec
+            _ = cshims_futex_wait_bitset(pointer, expected, &ts, bitset)
+        } else {
+            _ = cshims_futex_wait_bitset(pointer, expected, nil, bitset)
+        }
+        return true
+    }
+
+    /// Wakes the sleepers whose bitset shares a bit with `bitset` (all of them for `.max`).
+    func wake(bitset: UInt32) {
+        _ = cshims_futex_wake_bitset(pointer, Int32.max, bitset)
+    }
+
     /// Wakes every thread sleeping on the word.
     func wakeAll() {
         _ = cshims_futex_wake(pointer, Int32.max)

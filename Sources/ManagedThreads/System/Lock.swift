@@ -1,47 +1,53 @@
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-#if MANAGED_THREADS_TSAN
-/// The library's lock in ThreadSanitizer builds (`-Xswiftc -DMANAGED_THREADS_TSAN`): a
-/// `pthread_mutex_t` with `Mutex`'s `withLock` shape.
+/// The library's lock: a normal (non-priority-inheritance) `pthread_mutex_t` next to the value it
+/// guards, in one heap object, with `Mutex`'s `withLock` shape.
 ///
-/// `Synchronization.Mutex` takes its futex inside the prebuilt, uninstrumented Synchronization
-/// library, so TSan sees no happens-before edge between a lock's holders and reports every access
-/// to the data it guards as a race. pthread mutexes are intercepted by TSan, so with this lock the
-/// sanitizer checks the real protocol: a race it reports is one.
-final class Lock<Value>: @unchecked Sendable {
-    // @unchecked: the value is only touched between pthread_mutex_lock and _unlock on `mutex`.
-    // Both live at stable heap addresses of their own for the object's lifetime. The value is
-    // not a stored property: TSan reports an inout access to a zero-sized stored property (a
-    // `Lock<Void>`) as a write to the object's first word, racing every method call's read of it.
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let storage: UnsafeMutablePointer<Value>
+/// Why not `Synchronization.Mutex`: on Linux it is a priority-inheritance futex
+/// (`FUTEX_LOCK_PI`). Its unlock hands the lock to the first waiter, which may not be running
+/// yet; under CPU load every hand-off then waits for the scheduler, and a lock that thousands of
+/// ending threads take in turn becomes a convoy (a 10,000-thread shutdown with two CPU hogs took
+/// seconds, most threads sleeping in `rt_mutex_schedule`). glibc's normal mutex unlocks by
+/// clearing the word and waking one waiter, who competes again: whichever thread is running
+/// takes the lock, and nobody waits for a descheduled heir.
+///
+/// ThreadSanitizer intercepts pthread mutexes, so it sees the real happens-before edges of every
+/// lock (it cannot see inside `Mutex`, whose futex lives in an uninstrumented library).
+///
+/// A `Lock` is a handle: copies share the one lock. The value is only touched between
+/// `pthread_mutex_lock` and `pthread_mutex_unlock`, which is what makes it `Sendable`.
+struct Lock<Value>: @unchecked Sendable {
+    private let buffer: LockBuffer<Value>
 
     init(_ value: Value) {
-        storage = .allocate(capacity: 1)
-        storage.initialize(to: value)
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-        storage.deinitialize(count: 1)
-        storage.deallocate()
+        buffer = LockBuffer<Value>.make(value)
     }
 
     func withLock<Result, E: Error>(_ body: (inout Value) throws(E) -> Result) throws(E) -> Result {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body(&storage.pointee)
+        try buffer.withUnsafeMutablePointers { (value, mutex) throws(E) -> Result in
+            pthread_mutex_lock(mutex)
+            defer { pthread_mutex_unlock(mutex) }
+            return try body(&value.pointee)
+        }
     }
 }
-#else
-/// The library's lock: `Synchronization.Mutex`. ThreadSanitizer builds swap in a pthread mutex
-/// that the sanitizer can see (see the `MANAGED_THREADS_TSAN` branch of this file).
-typealias Lock<Value> = Mutex<Value>
-#endif
+
+/// The value (header) and the mutex (the single tail element) in one allocation, at an address
+/// that never moves, as a pthread mutex requires.
+final class LockBuffer<Value>: ManagedBuffer<Value, pthread_mutex_t> {
+    static func make(_ value: Value) -> LockBuffer<Value> {
+        let buffer = unsafeDowncast(create(minimumCapacity: 1) { _ in value }, to: LockBuffer<Value>.self)
+        buffer.withUnsafeMutablePointerToElements { mutex in
+            mutex.initialize(to: pthread_mutex_t())
+            pthread_mutex_init(mutex, nil)
+        }
+        return buffer
+    }
+
+    // The header (the value) is destroyed by ManagedBuffer itself; the mutex is trivial memory.
+    deinit {
+        withUnsafeMutablePointerToElements { mutex in _ = pthread_mutex_destroy(mutex) }
+    }
+}
