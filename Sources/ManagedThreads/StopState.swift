@@ -51,6 +51,13 @@ final class StopState: Sendable {
     /// This state's bit for waits on the group word.
     let wakeBit: UInt32
 
+    #if DEBUG
+    /// Debug builds only: runs in a member's wait between its last look at the words and the
+    /// futex sleep, so a test can land a stop exactly there (the race the sequence guards).
+    /// Set by the owning thread before it waits, and only read by it.
+    nonisolated(unsafe) var beforeGroupSleep: (() -> Void)?
+    #endif
+
     /// The thread whose token this is, for deadline extensions; nil for a ``StopSource``.
     /// Written once by ``ManagedThread``'s initialiser, before the state is shared with any other
     /// thread (pthread_create orders it), and only read afterwards.
@@ -173,6 +180,9 @@ final class StopState: Sendable {
         while true {
             let seen = group.word.load()
             if seen & GroupStopWord.stoppedBit != 0 || word.load() == Self.stopped { return true }
+            #if DEBUG
+            beforeGroupSleep?()
+            #endif
             if !group.word.wait(whileEqualTo: seen, until: deadline, bitset: wakeBit) {
                 return isStopRequested
             }
