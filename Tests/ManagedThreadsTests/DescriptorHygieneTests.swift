@@ -51,7 +51,7 @@ func descriptorsStayInProcess() throws {
     for index in 0..<4 {
         try group.spawn(name: "fd-holder-\(index)") { token in
             _ = try token.fileDescriptor          // an eventfd
-            let ticker = try token.ticks(every: .seconds(60))  // a timerfd
+            let ticker = try token.ticks(every: .seconds(60), pollable: true)  // a timerfd
             _ = ticker.fileDescriptor
             ready.increment()
             gate.waitOpen()

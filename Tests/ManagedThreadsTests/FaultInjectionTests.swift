@@ -80,12 +80,12 @@ struct FaultInjectionTests {
         #expect(try thread.stop(timeout: .seconds(10)))
     }
 
-    @Test("timerfd_create failing with EMFILE is a typed error from ticks(every:)")
+    @Test("timerfd_create failing with EMFILE is a typed error from a pollable ticks(every:pollable:)")
     func timerfdEMFILE() {
         let source = StopSource()
         #expect {
             try FaultInjection.with(.timerfdCreate, errno: EMFILE) { () throws(ThreadError) in
-                _ = try source.token.ticks(every: .milliseconds(10))
+                _ = try source.token.ticks(every: .milliseconds(10), pollable: true)
             }
         } throws: { ($0 as? ThreadError)?.call == "timerfd_create" }
     }
@@ -96,7 +96,7 @@ struct FaultInjectionTests {
         var failed = false
         do {
             try FaultInjection.with(.timerfdSettime, errno: ENOMEM) { () throws(ThreadError) in
-                _ = try source.token.ticks(every: .milliseconds(10))
+                _ = try source.token.ticks(every: .milliseconds(10), pollable: true)
             }
         } catch {
             failed = error.call == "timerfd_settime" && error.errno == ENOMEM

@@ -57,9 +57,9 @@ struct FaultRow: Sendable, Hashable, Codable, CustomTestStringConvertible {
         case shutdownSignal
         /// `token.fileDescriptor` first asked for after the stop (the new descriptor is signalled).
         case descriptorAfterStop
-        /// `token.ticks(every:)` and one `next()`.
+        /// `token.ticks(every:pollable: true)` and one `next()`.
         case ticks
-        /// `token.ticks(every:)` inside a group thread's body.
+        /// `token.ticks(every:pollable: true)` inside a group thread's body.
         case ticksInBody
         /// `Ticker.next()` (reads the timerfd, asks it for the time left, sleeps on the token).
         case tickerNext
@@ -558,7 +558,7 @@ final class RowRun {
                     case .descriptorInBody:
                         _ = try token.fileDescriptor
                     case .ticksInBody:
-                        try token.ticks(every: .seconds(60)).close()
+                        try token.ticks(every: .seconds(60), pollable: true).close()
                     default:
                         let pipe = Pipe()
                         _ = try token.wait(forReadable: pipe.readEnd, timeout: .milliseconds(1))
@@ -625,19 +625,19 @@ final class RowRun {
         case .ticks:
             let source = StopSource()
             let result = attempt { () throws(ThreadError) -> Tick? in
-                let ticker = try source.token.ticks(every: .milliseconds(1))
+                let ticker = try source.token.ticks(every: .milliseconds(1), pollable: true)
                 defer { ticker.close() }
                 return ticker.next()
             }
             if let tick = outcome(result) { expect(tick != nil, "no tick") }
             // Afterwards a ticker works.
-            let ticker = try source.token.ticks(every: .milliseconds(1))
+            let ticker = try source.token.ticks(every: .milliseconds(1), pollable: true)
             expect(ticker.next() != nil, "a later ticker did not tick")
             ticker.close()
 
         case .tickerNext:
             let source = StopSource()
-            let ticker = try source.token.ticks(every: .milliseconds(50))
+            let ticker = try source.token.ticks(every: .milliseconds(50), pollable: true)
             defer { ticker.close() }
             let call = row.call
             let result = attempt { () -> Tick? in

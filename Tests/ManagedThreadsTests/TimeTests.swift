@@ -39,7 +39,7 @@ struct TimeTests {
         #if DEBUG
         let missed = Counter()
         let thread = try ManagedThread.spawn(name: "ticker") { token in
-            let ticker = try token.ticks(every: .milliseconds(10))
+            let ticker = try token.ticks(every: .milliseconds(10), pollable: true)
             ticker.afterEmptyRead = { fd in
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 _ = Glibc.poll(&pfd, 1, 1_000)  // until the timer has expired
