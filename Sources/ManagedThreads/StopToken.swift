@@ -17,7 +17,8 @@ public struct StopToken: Sendable {
 
     init(state: StopState) { self.state = state }
 
-    /// Whether a stop has been requested. One atomic load.
+    /// Whether a stop has been requested: of this thread, or of its whole group. Two atomic loads
+    /// (one for a token outside any group).
     public var isStopRequested: Bool {
         if state.isStopRequested {
             state.noteObserved()
