@@ -32,6 +32,10 @@ struct Plan {
         let workloads = Workload.allCases
         var shutdown = workloads.flatMap { workload in [0, 2].map { ShutdownPoint(workload: workload, threads: 1000, hogs: $0) } }
         shutdown.append(ShutdownPoint(workload: .idle, threads: 10_000, hogs: 0))
+        // The scale users reach: where a lock convoy or a per-thread stop loop on a starved
+        // controller shows (a group shutdown here once took tens of seconds), and 10,000 tickers.
+        shutdown.append(ShutdownPoint(workload: .cpu, threads: 10_000, hogs: 2))
+        shutdown.append(ShutdownPoint(workload: .tick, threads: 10_000, hogs: 0))
         return Plan(
             scenarios: Scenario.allCases, rounds: 5, spawnOperations: 2000, shutdown: shutdown,
             stuck: [StuckPoint(threads: 100, stuck: 5, deadline: .milliseconds(100), hogs: 0, mode: .spin)],

@@ -3,6 +3,7 @@
 // Everything is measured synchronously on the main thread: no Swift concurrency thread ever
 // blocks in a join.
 import ArgumentParser
+import CBench
 import Foundation
 import Logging
 import ManagedThreads
@@ -75,6 +76,9 @@ struct ThreadBench: ParsableCommand {
     @Flag(help: "Run the whole matrix: every workload at 1…10,000 threads with 0, 1 and 2 hogs (long).")
     var full = false
 
+    @Flag(help: "Run the controller and every thread it starts (hogs included) on CPU 0 only: the stable anchor for spawn, where cross-CPU wake-ups otherwise dominate.")
+    var pin = false
+
     @Flag(help: "Tiny sizes, a few seconds in all: for CI.")
     var smoke = false
 
@@ -122,6 +126,9 @@ struct ThreadBench: ParsableCommand {
             rounds: rounds, operations: ops, stuckCount: stuck, deadline: deadline.map { .milliseconds($0) },
             stuckMode: stuckMode)
 
+        if pin {
+            guard cbench_pin_to_cpu(0) == 0 else { throw ValidationError("--pin: sched_setaffinity to CPU 0 failed (errno \(errno))") }
+        }
         let limit = DescriptorLimit.raise()
         let work = WorkUnit.calibrated()
         let threadsAtStart = TaskDirectory.liveTIDs().count
@@ -155,6 +162,7 @@ struct ThreadBench: ParsableCommand {
 
         let leftover = TaskDirectory.liveTIDs().count - threadsAtStart
         if leftover > 0 { runner.notes.append("\(leftover) threads were still alive at the end of the run") }
+        if pin { runner.notes.append("--pin: the controller and every thread ran on CPU 0 only") }
         let report = RunReport(
             machine: .current(),
             settings: [

@@ -24,6 +24,10 @@ pid_t cbench_gettid(void);
 /// The raw-pthread baseline of the `stuck` scenario uses it. Returns 0, ETIMEDOUT or an error code.
 int cbench_timedjoin(pthread_t thread, const struct timespec *_Nonnull abstime);
 
+/// `sched_setaffinity` of the calling thread to the one CPU `cpu` (CPU_SET is a macro Swift
+/// cannot import). Threads it creates afterwards inherit the mask. Returns 0, or -1 with errno.
+int cbench_pin_to_cpu(int cpu);
+
 #ifdef __cplusplus
 }
 #endif
