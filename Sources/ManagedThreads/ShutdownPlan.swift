@@ -379,13 +379,17 @@ struct ShutdownRun {
         // Past the deadline nothing more is reaped: a thread that ended late is left for the stack
         // pool's orphan list (its handle's release hands it over) rather than delay the return.
         let reapNow = now < deadline
+        // A thread whose body has ended is microseconds from its kernel exit: give all of them
+        // together a short grace (never past the deadline) rather than call one that is still in
+        // the kernel's exit path "exited, unreaped" (seen when a reap had failed just before).
+        let grace = min(deadline, now.advanced(by: .milliseconds(2)))
         for thread in threads {
             let id = ObjectIdentifier(thread)
             if outcome[id] == .joined { continue }
             if thread.isAlive {
                 outcome[id] = thread.isBackground ? .orphaned : .stuck
             } else {
-                let joined = reapNow && (try? thread.join(until: now)) == true
+                let joined = reapNow && (try? thread.join(until: grace)) == true
                 outcome[id] = joined ? .joined : .exitedUnreaped
             }
         }
