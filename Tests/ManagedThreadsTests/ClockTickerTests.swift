@@ -49,12 +49,6 @@ struct ClockTickerTests {
         #expect(try thread.stop(timeout: .seconds(30)), "a one-hour period does not delay the stop")
         #expect(thread.error == nil)
     }
-
-    @Test("10,000 threads each running a ticker start and stop under a 1,024-descriptor limit",
-          .disabled(if: Sanitizer.any, "10,000 threads under a sanitizer exceed its memory and time"))
-    func tenThousandTickers() async {
-        await #expect(processExitsWith: .exitCode(0)) { exit(tenThousandTickersBody()) }
-    }
 }
 
 /// In a fresh process: lowers RLIMIT_NOFILE to 1,024, runs 10,000 ticker loops in a group, shuts
