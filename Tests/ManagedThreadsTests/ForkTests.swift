@@ -54,24 +54,7 @@ func forkWhileChurningBody() {
             }
         }
     }
-    var outcome: Int32 = 0
-    for _ in 0..<60 where outcome == 0 {
-        let pid = fork()
-        if pid == 0 {
-            var code: Int32 = 0
-            do {
-                _ = try ManagedThread.spawn(name: "in-child") { _ in }
-                code = 2
-            } catch {
-                if error.code != .forkedChild { code = 3 }
-            }
-            let report = ThreadGroup.root.shutdown(timeout: .seconds(5))
-            if report.total != 0 || !report.isClean || report.joined != 0 { code = 4 }
-            _exit(code)
-        }
-        let status = waitForChild(pid, timeout: .seconds(10))
-        outcome = forkOutcome(status)
-    }
+    let outcome = forkChildren(60)
     _ = churn.shutdown(timeout: .seconds(30))
     exit(outcome)
 }
@@ -93,8 +76,17 @@ func forkWhileRuntimeLocksAreHeldBody() {
     try! group.spawn(name: "metadata") { token in
         while !token.isStopRequested { instantiateNewArrayTypes(count: 100) }
     }
+    let outcome = forkChildren(40)
+    _ = group.shutdown(timeout: .seconds(30))
+    exit(outcome)
+}
+
+/// Forks up to `count` children, one at a time, stopping at the first that fails; each uses the
+/// library the ways a program might after fork and `_exit`s with what it found (0: as
+/// documented). Returns ``forkOutcome(_:)`` of the first failure, or 0.
+func forkChildren(_ count: Int) -> Int32 {
     var outcome: Int32 = 0
-    for _ in 0..<40 where outcome == 0 {
+    for _ in 0..<count where outcome == 0 {
         let pid = fork()
         if pid == 0 {
             var code: Int32 = 0
@@ -105,14 +97,14 @@ func forkWhileRuntimeLocksAreHeldBody() {
                 if error.code != .forkedChild || error.description.isEmpty { code = 3 }
             }
             let report = ThreadGroup.root.shutdown(timeout: .seconds(5))
-            if report.total != 0 || !report.isClean || report.stuck != 0 || report.description.isEmpty { code = 4 }
+            if report.total != 0 || report.joined != 0 || report.stuck != 0 || !report.isClean || report.description.isEmpty {
+                code = 4
+            }
             _exit(code)
         }
-        let status = waitForChild(pid, timeout: .seconds(10))
-        outcome = forkOutcome(status)
+        outcome = forkOutcome(waitForChild(pid, timeout: .seconds(10)))
     }
-    _ = group.shutdown(timeout: .seconds(30))
-    exit(outcome)
+    return outcome
 }
 
 /// An exit test's output is not shown, so its exit code says what went wrong with the first
