@@ -14,10 +14,12 @@ struct ClockTickerTests {
     func periodAndMissed() throws {
         let source = StopSource()
         let period = Duration.milliseconds(10)
+        // Read before the ticker starts, so `start` is never later than its start: read after, a
+        // preemption in between (19 ms once, under load) made on-time ticks look early.
+        let start = ContinuousClock.now
         let ticker = try source.token.ticks(every: period)
         defer { ticker.close() }
         #expect(ticker.fileDescriptor == -1, "no descriptor unless asked for")
-        let start = ContinuousClock.now
         var previous: UInt64 = 0
         for round in 0..<20 {
             guard let tick = ticker.next() else {

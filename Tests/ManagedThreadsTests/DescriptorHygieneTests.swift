@@ -34,7 +34,7 @@ func spawnShell(_ script: String) throws -> String {
 
 @Suite("Descriptor hygiene", .managedThreads)
 struct DescriptorHygieneTests {
-    @Test("a child process started while tokens, tickers, threads and a signal watcher hold descriptors inherits none of them")
+    @Test("a child process started while tokens, tickers, threads and a signal watcher hold descriptors inherits none of them", .exitTest)
     func childInheritsNothing() async {
         // In a process of its own, so descriptors opened by tests running alongside do not count.
         await #expect(processExitsWith: .success) {

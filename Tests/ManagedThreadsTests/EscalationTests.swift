@@ -105,7 +105,7 @@ struct EscalationTests {
         #expect(try thread.join(timeout: .seconds(30)))
     }
 
-    @Test("abort: the report is printed and the process aborts")
+    @Test("abort: the report is printed and the process aborts", .exitTest)
     func abortPolicy() async throws {
         let outcome = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
             try abortingShutdownChild()

@@ -9,7 +9,7 @@ import Glibc
 
 @Suite("Exit audit")
 struct ExitAuditProcessTests {
-    @Test("at exit, a stuck managed thread and a raw pthread are named with their kernel state; exit status is kept")
+    @Test("at exit, a stuck managed thread and a raw pthread are named with their kernel state; exit status is kept", .exitTest)
     func auditAtExit() async throws {
         let outcome = await #expect(processExitsWith: .exitCode(0), observing: [\.standardErrorContent]) {
                 exitAuditChild()
@@ -23,7 +23,7 @@ struct ExitAuditProcessTests {
         #expect(!stderr.contains("polite-at-exit"), "a thread that stopped is not lingering: \(stderr)")
     }
 
-    @Test("a process whose threads all stop prints nothing at exit")
+    @Test("a process whose threads all stop prints nothing at exit", .exitTest)
     func quietWhenClean() async throws {
         let outcome = await #expect(processExitsWith: .exitCode(0), observing: [\.standardErrorContent]) {
                 do {

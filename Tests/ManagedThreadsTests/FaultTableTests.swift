@@ -797,6 +797,7 @@ struct FaultTableTests {
     }
 
     @Test("rows that need a process of their own: traps for bug errnos, process-wide faults",
+          .exitTest,
           arguments: FaultTable.rows.filter(\.needsOwnProcess))
     func ownProcessRow(_ row: FaultRow) async {
         let expected: ExitTest.Condition = row.outcome == .traps ? .failure : .success
@@ -816,7 +817,7 @@ struct FaultTableTests {
         }
     }
 
-    @Test("the whole table in a quiet process: eventfd/timerfd descriptors and threads as before")
+    @Test("the whole table in a quiet process: eventfd/timerfd descriptors and threads as before", .exitTest)
     func wholeTableInQuietProcess() async {
         let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             runWholeFaultTable()

@@ -11,13 +11,13 @@ import Glibc
 @Suite("Fork")
 struct ForkTests {
     @Test("children forked while threads spawn and join neither crash nor hang: the library refuses with a typed error",
-          .disabled(if: Sanitizer.thread, "TSan does not support fork in a multithreaded process: its own runtime hangs the child"))
+          .disabled(if: Sanitizer.thread, "TSan does not support fork in a multithreaded process: its own runtime hangs the child"), .exitTest)
     func forkWhileChurning() async {
         await #expect(processExitsWith: .exitCode(0)) { forkWhileChurningBody() }
     }
 
     @Test("the library's paths in a forked child take no lock of the Swift runtime that a parent thread may hold",
-          .disabled(if: Sanitizer.thread, "TSan does not support fork in a multithreaded process: its own runtime hangs the child"))
+          .disabled(if: Sanitizer.thread, "TSan does not support fork in a multithreaded process: its own runtime hangs the child"), .exitTest)
     func forkWhileRuntimeLocksAreHeld() async {
         await #expect(processExitsWith: .exitCode(0)) { forkWhileRuntimeLocksAreHeldBody() }
     }

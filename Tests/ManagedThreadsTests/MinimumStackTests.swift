@@ -18,6 +18,7 @@ import Glibc
 @Suite("Minimum stack")
 struct MinimumStackTests {
     @Test("a thread on the minimum stack survives its heaviest library path in a cold process",
+          .exitTest,
           arguments: [ThreadOptions.StackAllocation.pooled, .system])
     func minimumInColdProcess(allocation: ThreadOptions.StackAllocation) async {
         let pooled = allocation == .pooled
@@ -37,7 +38,7 @@ struct MinimumStackTests {
 
     #if DEBUG
     @Test("measure: the sizes in STACK_PROBE, each in a fresh process",
-          .enabled(if: ProcessInfo.processInfo.environment["STACK_PROBE"] != nil))
+          .enabled(if: ProcessInfo.processInfo.environment["STACK_PROBE"] != nil), .exitTest)
     func probe() async {
         let spec = ProcessInfo.processInfo.environment["STACK_PROBE"] ?? ""
         let parts = spec.split(separator: ":")

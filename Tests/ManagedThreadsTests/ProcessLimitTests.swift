@@ -14,7 +14,7 @@ import Glibc
 @Suite("Process limits", .serialized, .managedThreads)
 struct ProcessLimitTests {
     @Test("10,000 threads each running a ticker start and stop under a 1,024-descriptor limit",
-          .disabled(if: Sanitizer.any, "10,000 threads under a sanitizer exceed its memory and time"))
+          .disabled(if: Sanitizer.any, "10,000 threads under a sanitizer exceed its memory and time"), .exitTest)
     func tenThousandTickers() async {
         // The body is in ClockTickerTests.swift.
         await #expect(processExitsWith: .exitCode(0)) { exit(tenThousandTickersBody()) }
@@ -22,12 +22,12 @@ struct ProcessLimitTests {
 
     @Test(
         "10,000 idle managed threads start and stop under a 1,024-descriptor limit; descriptors and threads return to where they were",
-        .disabled(if: Sanitizer.any, "sanitizer runtimes cap live threads (TSan at 8,128) and multiply per-thread memory"))
+        .disabled(if: Sanitizer.any, "sanitizer runtimes cap live threads (TSan at 8,128) and multiply per-thread memory"), .exitTest)
     func tenThousandThreadsUnderFDLimit() async {
         await #expect(processExitsWith: .success) { tenThousandIdleThreadsChild() }
     }
 
-    @Test("a failed spawn (forced EAGAIN) leaves no thread and no descriptor behind")
+    @Test("a failed spawn (forced EAGAIN) leaves no thread and no descriptor behind", .exitTest)
     func failedSpawnLeavesNothing() async {
         await #expect(processExitsWith: .success) { failedSpawnChild() }
     }

@@ -11,7 +11,7 @@ import Glibc
 /// builds a tree, sends itself a signal with `kill(getpid(), …)` and exits as a server would.
 @Suite("Shutdown signals")
 struct ShutdownSignalsProcessTests {
-    @Test("SIGTERM shuts a tree down within the deadline, prints the report and exits 0")
+    @Test("SIGTERM shuts a tree down within the deadline, prints the report and exits 0", .exitTest)
     func sigtermCleanExit() async throws {
         let outcome = await #expect(processExitsWith: .exitCode(0), observing: [\.standardErrorContent]) {
                 sigtermCleanChild()
@@ -22,7 +22,7 @@ struct ShutdownSignalsProcessTests {
         #expect(stderr.contains("5 joined, 0 stuck"), "unexpected report: \(stderr)")
     }
 
-    @Test("with a stuck thread the process still exits by the deadline and the report names it")
+    @Test("with a stuck thread the process still exits by the deadline and the report names it", .exitTest)
     func sigtermStuckThread() async throws {
         let outcome = await #expect(processExitsWith: .exitCode(3), observing: [\.standardErrorContent]) {
                 sigtermStuckChild()
@@ -33,7 +33,7 @@ struct ShutdownSignalsProcessTests {
         #expect(stderr.contains("in read"), "the kernel's view is missing: \(stderr)")
     }
 
-    @Test("a second signal during the shutdown exits at once with 128 + signal, naming what still runs")
+    @Test("a second signal during the shutdown exits at once with 128 + signal, naming what still runs", .exitTest)
     func secondSignalExits() async throws {
         let outcome = await #expect(processExitsWith: .exitCode(128 + SIGINT), observing: [\.standardErrorContent]) {
                 secondSignalChild()
@@ -44,7 +44,7 @@ struct ShutdownSignalsProcessTests {
         #expect(stderr.contains("never-stops"), "the running thread is not named: \(stderr)")
     }
 
-    @Test("keepWaiting: a second signal is logged and the shutdown runs to its deadline")
+    @Test("keepWaiting: a second signal is logged and the shutdown runs to its deadline", .exitTest)
     func secondSignalKeepsWaiting() async {
         await #expect(processExitsWith: .success) { keepWaitingChild() }
     }

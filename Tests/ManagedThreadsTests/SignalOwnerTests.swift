@@ -58,7 +58,7 @@ func installApplicationHandler(_ signal: Int32) -> sigaction {
 
 @Suite("Signal owner: the process's signal state is left as the application set it")
 struct SignalOwnerProcessTests {
-    @Test("a child started with posix_spawn after install is still ended by SIGTERM, and no mask changed")
+    @Test("a child started with posix_spawn after install is still ended by SIGTERM, and no mask changed", .exitTest)
     func spawnedChildStaysStoppable() async {
         await #expect(processExitsWith: .exitCode(0)) {
             spawnedChildBody()
@@ -66,28 +66,28 @@ struct SignalOwnerProcessTests {
     }
 
     @Test("a forked child that does not exec is ended by SIGTERM (its previous action), not silently kept",
-          .disabled(if: Sanitizer.thread, "TSan does not support fork in a multithreaded process: its own runtime hangs the child"))
+          .disabled(if: Sanitizer.thread, "TSan does not support fork in a multithreaded process: its own runtime hangs the child"), .exitTest)
     func forkedChildStaysStoppable() async {
         await #expect(processExitsWith: .exitCode(0)) {
             forkedChildBody()
         }
     }
 
-    @Test("an application that blocks a real-time signal and reads it itself is not killed by a managed thread")
+    @Test("an application that blocks a real-time signal and reads it itself is not killed by a managed thread", .exitTest)
     func applicationRealtimeSignalUntouched() async {
         await #expect(processExitsWith: .exitCode(0)) {
             applicationRealtimeBody()
         }
     }
 
-    @Test("a signal raised while install runs is never lost: the old action or the watcher gets it")
+    @Test("a signal raised while install runs is never lost: the old action or the watcher gets it", .exitTest)
     func noSignalLostDuringInstall() async {
         await #expect(processExitsWith: .exitCode(0)) {
             noSignalLostBody()
         }
     }
 
-    @Test("the second-signal exit flushes the program's buffered standard output")
+    @Test("the second-signal exit flushes the program's buffered standard output", .exitTest)
     func secondSignalFlushesStdout() async throws {
         let outcome = await #expect(processExitsWith: .exitCode(128 + SIGTERM), observing: [\.standardOutputContent]) {
             secondSignalFlushBody()

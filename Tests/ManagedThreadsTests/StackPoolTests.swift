@@ -52,19 +52,19 @@ struct StackPoolTests {
 
     @Test(
         "the guard page below a pooled stack stops an overflow with SIGSEGV instead of corrupting memory",
-        .disabled(if: Sanitizer.address, "ASan's own SEGV handler reports the overflow and exits instead"))
+        .disabled(if: Sanitizer.address, "ASan's own SEGV handler reports the overflow and exits instead"), .exitTest)
     func guardPageCatchesOverflow() async {
         await #expect(processExitsWith: .signal(SIGSEGV)) { overflowChild() }
     }
 
-    @Test("a dropped, unjoined pooled thread is reaped later and its stack reused")
+    @Test("a dropped, unjoined pooled thread is reaped later and its stack reused", .exitTest)
     func orphansReaped() async {
         await #expect(processExitsWith: .success) { orphanChild() }
     }
 
     @Test(
         "a group that spawns and reaps 20,000 short threads ends at the memory it had after the first 2,000",
-        .disabled(if: Sanitizer.any, "sanitizer runtimes keep per-thread shadow and quarantine memory: RSS says nothing there"))
+        .disabled(if: Sanitizer.any, "sanitizer runtimes keep per-thread shadow and quarantine memory: RSS says nothing there"), .exitTest)
     func churnDoesNotGrow() async {
         await #expect(processExitsWith: .success) { churnChild() }
     }

@@ -571,9 +571,9 @@ struct StressTests {
     @Test("random trees, workloads, policies and deadlines, with spawns racing the shutdown: every thread accounted for",
           .enabled(if: !StressSeeds.isLongRun, "STRESS_SCENARIOS runs the long form instead"),
           arguments: StressSeeds.ci)
-    func scenario(seed: UInt64) {
+    func scenario(seed: UInt64) async throws {
         let plan = ScenarioPlan(seed: seed)
-        let outcome = runScenario(plan, parent: ThreadGroup.current)
+        let outcome = try await offPool("scenario") { runScenario(plan, parent: ThreadGroup.current) }
         for problem in outcome.problems {
             Issue.record("\(problem)\n-- replay: STRESS_SEED=\(seed) STRESS_SCENARIOS=1\n\(plan)")
         }

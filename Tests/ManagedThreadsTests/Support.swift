@@ -84,3 +84,75 @@ enum Sanitizer {
     static let address = dlsym(nil, "__asan_init") != nil
     static var any: Bool { thread || address }
 }
+
+/// Runs a long synchronous test body on a managed thread of a child group and awaits it, then
+/// shuts that group down, so the body does not hold one of the concurrency pool's threads (two
+/// on a 2-core machine) while it runs. Tests that need the pool (task trackers, executors, async
+/// joins) otherwise wait seconds for a thread under a sanitizer; a TSan run once took 21 s.
+func offPool<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async throws -> T {
+    let group = try ThreadGroup.current.makeChild(name: "off-pool")
+    let value = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        do {
+            try group.spawn(name: name) { _ in continuation.resume(returning: group.withCurrent(body)) }
+        } catch {
+            continuation.resume(throwing: error)
+        }
+    }
+    let report = await group.shutdown(timeout: .seconds(30))
+    #expect(report.isClean, "\(report)")
+    return value
+}
+
+/// A test trait: the test runs while holding this module's exit-test gate, so at most one exit
+/// test (`#expect(processExitsWith:)`) of the module runs at a time.
+///
+/// Why: in swift-testing 6.3 the task awaiting an exit test blocks its concurrency-pool thread
+/// in a read of the child's back channel until the child exits (seen with gdb). Two long exit
+/// tests at once on a 2-core machine hold the whole pool, and every async test (task trackers,
+/// executors, async shutdowns) waits for them: a TSan run once failed a task-tracker test that
+/// waited 21 s for a pool thread. The gate keeps one pool thread free for the rest.
+struct ExitTestGate: TestTrait, TestScoping {
+    func scopeProvider(for test: Test, testCase: Test.Case?) -> ExitTestGate? {
+        // Per test case (a parameterised exit test holds the gate once per case, not twice).
+        testCase == nil ? nil : self
+    }
+
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        await ExitTestQueue.shared.enter()
+        do {
+            try await function()
+        } catch {
+            await ExitTestQueue.shared.leave()
+            throw error
+        }
+        await ExitTestQueue.shared.leave()
+    }
+}
+
+extension Trait where Self == ExitTestGate {
+    /// One exit test of this module at a time; see ``ExitTestGate``.
+    static var exitTest: Self { Self() }
+}
+
+/// A FIFO of tests waiting for the exit-test gate.
+actor ExitTestQueue {
+    static let shared = ExitTestQueue()
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func enter() async {
+        guard busy else {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func leave() {
+        if waiting.isEmpty {
+            busy = false
+        } else {
+            waiting.removeFirst().resume()  // the gate passes straight to the next test
+        }
+    }
+}

@@ -10,7 +10,7 @@ import Glibc
 /// Deadlines, clocks and tick periods (issue 12, part E).
 @Suite("Time")
 struct TimeTests {
-    @Test("until: APIs given instants far in the future wait normally instead of trapping")
+    @Test("until: APIs given instants far in the future wait normally instead of trapping", .exitTest)
     func farFutureDeadlines() async {
         let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { farFutureDeadlinesBody() }
         if let result, result.exitStatus != .exitCode(0) {
