@@ -16,6 +16,9 @@ final class Instruments: Sendable {
     let stuck: CoreMetrics.Counter
     let stopToExit: CoreMetrics.Timer
     let shutdownDuration: CoreMetrics.Timer
+    /// False when the factory is swift-metrics' no-op one (nothing bootstrapped): the per-thread
+    /// events then skip the calls, which are existential dispatches into a no-op.
+    private let counts: Bool
 
     /// The metric labels, for dashboards and tests.
     enum Label {
@@ -30,6 +33,7 @@ final class Instruments: Sendable {
     init(groupPath: String, logger: Logger, metricsFactory: any MetricsFactory) {
         self.logger = logger
         self.metricsFactory = metricsFactory
+        self.counts = !(metricsFactory is NOOPMetricsHandler)
         let dimensions = [("group", groupPath)]
         alive = Meter(label: Label.alive, dimensions: dimensions, factory: metricsFactory)
         spawned = CoreMetrics.Counter(label: Label.spawned, dimensions: dimensions, factory: metricsFactory)
@@ -50,19 +54,22 @@ final class Instruments: Sendable {
     // MARK: Events
 
     func threadStarted(_ thread: ManagedThread, tid: Int32) {
-        alive.increment()
-        spawned.increment()
+        if counts {
+            alive.increment()
+            spawned.increment()
+        }
         logger.debug("thread started", metadata: metadata(of: thread, tid: tid))
     }
 
     func threadEnded(_ thread: ManagedThread, tid: Int32, error: (any Error)?, stopRequestedAt: ContinuousClock.Instant?) {
-        alive.decrement()
-        let now = ContinuousClock.now
-        if let stopRequestedAt {
-            stopToExit.recordNanoseconds(stopRequestedAt.duration(to: now).nanosecondsClamped)
+        if counts {
+            alive.decrement()
+            if let stopRequestedAt {
+                stopToExit.recordNanoseconds(stopRequestedAt.duration(to: .now).nanosecondsClamped)
+            }
         }
         if let error {
-            failed.increment()
+            if counts { failed.increment() }
             logger.error("thread body threw", metadata: metadata(of: thread, tid: tid).merging(["error": "\(error)"]) { $1 })
         } else {
             logger.debug("thread exited", metadata: metadata(of: thread, tid: tid))

@@ -75,14 +75,6 @@ public struct ThreadOptions: Sendable, Hashable {
 /// thread detaches it, so no pthread is ever leaked by forgetting a handle (the thread itself
 /// keeps running until its body returns).
 public final class ManagedThread: Sendable, CustomStringConvertible {
-    // Values of the lifecycle futex word.
-    static let running: UInt32 = 0
-    static let runningWithSleepers: UInt32 = 1
-    static let exited: UInt32 = 2
-    static let reaping: UInt32 = 3
-    static let reapingWithSleepers: UInt32 = 4
-    static let joined: UInt32 = 5
-
     /// The full name, as given at spawn.
     public let name: String
     /// The name the kernel shows (`/proc/self/task/<tid>/comm`, `top -H`, gdb): the longest prefix
@@ -96,7 +88,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     public let isBackground: Bool
 
     let stop: StopState
-    let life: FutexWord
+    let life: ThreadLife
     /// 1 while an interrupt signal sent to the thread is pending; see ``SignalOwner``.
     let interruptWord: FutexWord
     /// The group this thread belongs to, if any (weak: a group owns its threads, not the reverse).
@@ -112,9 +104,10 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         var endedAt: ContinuousClock.Instant?
     }
 
-    // The pthread handle, published by the thread itself as it starts (a group makes the thread
-    // visible before pthread_create returns, so the spawner's copy may not be stored yet when a
-    // reaper gets to it). Read only after the life word reached `exited`, which orders the store.
+    // The pthread handle, published by the spawner as pthread_create returns and by the thread
+    // itself as it starts (a group makes the thread visible before pthread_create returns, so
+    // the spawner's copy may not be stored yet when a reaper gets to it). A joiner reads it once
+    // it is stored, or once the thread has ended (which orders the store before it).
     private let handleValue = Atomic<UInt>(0)
     private var handle: pthread_t { pthread_t(handleValue.load(ordering: .acquiring)) }
     /// The pthread handle once the thread has started, for tests that act on the raw thread.
@@ -146,7 +139,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         self.isBackground = options.isBackground
         self.spawnTime = .now
         self.stop = StopState(group: group?.stopWord)
-        self.life = .allocate(Self.running)
+        self.life = ThreadLife()
         self.interruptWord = .allocate(0)
         self.body = body
         #if DEBUG
@@ -166,8 +159,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     deinit {
         // The thread holds a reference while it runs, so here it has exited (or never started).
         // Unjoined: detach so glibc frees its stack as soon as it is gone.
-        let state = life.load()
-        if state == Self.exited {
+        if life.hasEnded && !life.isJoined {
             if let stack {
                 // Its stack must not be reused before the kernel is done with it: join it later.
                 StackPool.shared.adoptOrphan(handle, stack: stack)
@@ -238,16 +230,17 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
                 let stack = try StackPool.shared.acquire(stackSize: options.stackSize ?? ThreadOptions.defaultStackSize)
                 self.stack = stack
                 do throws(ThreadError) {
-                    _ = try PThread.create(
+                    let handle = try PThread.create(
                         stack: stack.stackAddress, stackSize: stack.stackSize, start: managedThreadEntry, arg: context.toOpaque())
+                    publish(handle)
                 } catch {
                     StackPool.shared.release(stack)
                     self.stack = nil
                     throw error
                 }
             } else {
-                _ = try PThread.create(
-                    stack: nil, stackSize: options.stackSize ?? 0, start: managedThreadEntry, arg: context.toOpaque())
+                publish(try PThread.create(
+                    stack: nil, stackSize: options.stackSize ?? 0, start: managedThreadEntry, arg: context.toOpaque()))
             }
         } catch {
             context.release()
@@ -255,10 +248,17 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
             ending.withLock { $0.endedAt = .now }
             // Never ran: nothing to join or detach. Wake anyone already waiting for it, then tell
             // the group (whose shutdown may be waiting for it too).
-            if life.exchange(Self.joined) == Self.runningWithSleepers { life.wakeAll() }
+            life.markEnded(joined: true)
             group?.threadEnded(self)
             throw error
         }
+    }
+
+    /// Stores the pthread handle, from the spawner as `pthread_create` returns and from the thread
+    /// as it starts (the same value; whichever comes first lets a joiner go to the kernel join
+    /// at once, instead of sleeping until the thread has ended and then again until it is gone).
+    private func publish(_ handle: pthread_t) {
+        handleValue.store(UInt(handle), ordering: .releasing)
     }
 
     /// Runs on the new thread: the prologue, the body, and the one exit path.
@@ -266,7 +266,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         #if DEBUG
         FaultInjection.enterThread(context: faultContext)
         #endif
-        handleValue.store(UInt(pthread_self()), ordering: .releasing)
+        publish(pthread_self())
         let tid = PThread.currentTID
         tidValue.store(tid, ordering: .releasing)
         ManagedThreadRegistry.insert(tid, .init(name: name, groupPath: groupPath))
@@ -315,9 +315,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         ManagedThreadRegistry.remove(tid)
         // Before the exit is marked, so a joiner sees the thread's last log line and metrics.
         instruments.threadEnded(self, tid: tid, error: error, stopRequestedAt: stop.isStopRequested ? stop.requestedAt : nil)
-        if life.exchange(Self.exited) == Self.runningWithSleepers {
-            life.wakeAll()
-        }
+        life.markEnded()
         // Tell the group last: a shutdown reaping in exit order then finds the thread already
         // marked exited and goes straight to the kernel-level join, instead of sleeping on the
         // life word and needing a second wake-up. (Joining waits for the kernel exit, so the stack
@@ -353,10 +351,10 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     }
 
     /// Whether the body (and the thread's end-of-life callbacks) are still running.
-    public var isAlive: Bool { life.load() < Self.exited }
+    public var isAlive: Bool { !life.hasEnded }
 
     /// Whether the thread has been joined: its system resources are gone.
-    public var isJoined: Bool { life.load() == Self.joined }
+    public var isJoined: Bool { life.isJoined }
 
     /// The error the body threw, once it has exited; nil if it returned normally or is running.
     public var error: (any Error)? { ending.withLock { $0.error } }
@@ -418,36 +416,15 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     @available(*, noasync, message: "blocks the calling thread")
     public func join(until deadline: ContinuousClock.Instant) throws(ThreadError) -> Bool {
         try Fork.check("join \(name.debugDescription)")
-        // Compare tids only while the thread lives: the kernel reuses a dead thread's tid.
-        if life.load() < Self.exited && tidValue.load(ordering: .relaxed) == PThread.currentTID {
+        // The calling thread is this one only if this one has started (published its handle)
+        // and not yet ended; pthread_equal needs no system call, unlike gettid.
+        if !life.hasEnded, let own = pthreadHandle, pthread_equal(own, pthread_self()) != 0 {
             throw ThreadError(code: .selfJoin, message: "thread \(name.debugDescription) tried to join itself")
         }
-        while true {
-            var state = life.load()
-            switch state {
-            case Self.joined:
-                return true
-            case Self.exited:
-                guard life.compareExchange(Self.exited, Self.reaping) else { continue }
-                return reap(until: deadline)
-            case Self.running:
-                guard life.compareExchange(Self.running, Self.runningWithSleepers) else { continue }
-                state = Self.runningWithSleepers
-            case Self.reaping:
-                guard life.compareExchange(Self.reaping, Self.reapingWithSleepers) else { continue }
-                state = Self.reapingWithSleepers
-            default:
-                break
-            }
-            if !life.wait(whileEqualTo: state, until: deadline) {
-                // Out of time. A thread that has already ended is still reaped (a past deadline
-                // makes pthread_timedjoin_np return at once).
-                let last = life.load()
-                if last == Self.exited, life.compareExchange(Self.exited, Self.reaping) {
-                    return reap(until: deadline)
-                }
-                return last == Self.joined
-            }
+        switch life.awaitTurn(until: deadline, canReap: { handleValue.load(ordering: .acquiring) != 0 }) {
+        case .joined: return true
+        case .timedOut: return false
+        case .reap: return reap(until: deadline)
         }
     }
 
@@ -475,16 +452,14 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         return try join(until: deadline)
     }
 
-    /// Holds the reaping right (state `reaping`); joins the exiting thread within the deadline.
+    /// Holds the reaping right; joins the thread (running or ended) within the deadline.
     private func reap(until deadline: ContinuousClock.Instant) -> Bool {
         let done = PThread.join(handle, until: deadline)
         if done, let stack {
             // Joined: the kernel and glibc are done with the stack.
             StackPool.shared.release(stack)
         }
-        if life.exchange(done ? Self.joined : Self.exited) == Self.reapingWithSleepers {
-            life.wakeAll()
-        }
+        life.finishReaping(joined: done)
         return done
     }
 }

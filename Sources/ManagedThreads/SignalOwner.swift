@@ -175,10 +175,13 @@ enum SignalOwner {
     /// the interrupt handler at the thread's word.
     static func threadStarted(interruptWord: FutexWord) {
         cshims_thread_set_interrupt_word(interruptWord.pointer)
-        let mask = unblockMask.load(ordering: .relaxed)
+        var mask = unblockMask.load(ordering: .relaxed)
         var set = sigset_t()
         sigemptyset(&set)
-        for signal in 1..<64 where mask & (1 << UInt64(signal)) != 0 { sigaddset(&set, Int32(signal)) }
+        while mask != 0 {  // the set bits only (usually one: SIGURG)
+            sigaddset(&set, Int32(mask.trailingZeroBitCount))
+            mask &= mask - 1
+        }
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 

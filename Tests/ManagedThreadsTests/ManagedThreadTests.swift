@@ -211,6 +211,34 @@ struct ManagedThreadTests {
         #expect(target.isJoined)
     }
 
+    @Test("a joiner whose deadline passes in the kernel join hands over to the next joiner, which reaps the thread")
+    func reaperHandOver() throws {
+        // A join of a running thread goes straight to the kernel join (ThreadLife's reaper bit);
+        // others wait on the life word. The first joiner here times out there; the waiting one
+        // must be woken to take over, and must see the exit.
+        let gate = Gate()
+        let target = try ManagedThread.spawn(name: "slow-to-end") { _ in gate.waitOpen() }
+        let shortResult = Lock<Bool?>(nil)
+        let short = try ManagedThread.spawn(name: "short-joiner") { _ in
+            shortResult.withLock { $0 = try? target.join(timeout: .milliseconds(300)) }
+        }
+        usleep(50_000)  // so that, most often, the short joiner is the one in the kernel join
+        let longResult = Lock<Bool?>(nil)
+        let long = try ManagedThread.spawn(name: "long-joiner") { _ in
+            longResult.withLock { $0 = try? target.join(timeout: .seconds(60)) }
+        }
+        #expect(try short.join(timeout: .seconds(30)))
+        #expect(shortResult.withLock { $0 } == false, "the thread was still running")
+        #expect(target.isAlive && !target.isJoined)
+        // A third joiner with a short deadline times out too, whichever of them holds the join.
+        #expect(try target.join(timeout: .milliseconds(50)) == false)
+        gate.release()
+        #expect(try long.join(timeout: .seconds(30)))
+        #expect(longResult.withLock { $0 } == true)
+        #expect(target.isJoined && !target.isAlive)
+        #expect(try target.join(timeout: .zero), "joined stays joined, even with no time left")
+    }
+
     @Test("dropping the last handle to a finished, unjoined thread detaches it; the kernel thread goes away")
     func droppedHandleDetaches() throws {
         let tidBox = Lock<pid_t>(0)

@@ -36,8 +36,14 @@ final class Runner {
         self.stacks = stacks
     }
 
+    /// Only these systems (`managed`, `pthread`, `foundation`), or all when nil: for profiling
+    /// one system with perf or strace.
+    var onlySystems: Set<String>?
+
     /// The systems a scenario lists, with the managed ones expanded to the chosen stack variants.
-    func systems(_ ids: [SystemID]) -> [SystemID] { stacks.expand(ids) }
+    func systems(_ ids: [SystemID]) -> [SystemID] {
+        stacks.expand(ids).filter { onlySystems?.contains($0.system) ?? true }
+    }
 
     /// Records that `point` was not run, and why.
     func skip(_ point: Point, because reason: String) {

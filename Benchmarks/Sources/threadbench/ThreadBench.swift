@@ -74,6 +74,9 @@ struct ThreadBench: ParsableCommand {
     @Option(name: .customLong("stuck-mode"), help: "How stuck threads wait: spin (sched_yield loop) or block (poll).")
     var stuckMode: StuckMode?
 
+    @Option(help: "Only these systems, comma-separated: managed, pthread, foundation (for profiling one; without pthread there are no ratios).")
+    var systems: ListArgument<SystemName>?
+
     @Flag(help: "Run the whole matrix: every workload at 1…10,000 threads with 0, 1 and 2 hogs (long).")
     var full = false
 
@@ -135,6 +138,7 @@ struct ThreadBench: ParsableCommand {
         let threadsAtStart = TaskDirectory.liveTIDs().count
         let progress = Progress(enabled: !noProgress)
         let runner = Runner(progress: progress, totalPoints: plan.pointCount, stacks: stackAllocation)
+        runner.onlySystems = systems.map { Set($0.values.map(\.rawValue)) }
         runner.shapes = shapes?.values ?? (full ? GroupShape.allCases : [.handles, .group])
         let stack = stackSize?.bytes
         let started = ContinuousClock.now
@@ -199,6 +203,11 @@ struct ThreadBench: ParsableCommand {
             }
         }
     }
+}
+
+/// A system's name for `--systems`.
+enum SystemName: String, CaseIterable, ExpressibleByArgument {
+    case managed, pthread, foundation
 }
 
 enum OutputFormat: String, CaseIterable, ExpressibleByArgument {
