@@ -14,6 +14,9 @@ struct Plan {
     var memoryThreads: [Int]
     /// Rounds of the memory figure (deterministic enough that fewer do).
     var memoryRounds: Int
+    /// Short threads per `churn` round (spawned and reaped, 100 at a time).
+    var churnThreads = 1_000_000
+    var churnRounds = 1
 
     /// How many points the plan runs (for the progress line).
     var pointCount: Int {
@@ -23,6 +26,7 @@ struct Plan {
             case .shutdown: total + shutdown.count
             case .stuck: total + stuck.count
             case .memory: total + memoryThreads.count
+            case .churn: total + 1
             }
         }
     }
@@ -39,7 +43,8 @@ struct Plan {
         return Plan(
             scenarios: Scenario.allCases, rounds: 5, spawnOperations: 2000, shutdown: shutdown,
             stuck: [StuckPoint(threads: 100, stuck: 5, deadline: .milliseconds(100), hogs: 0, mode: .spin)],
-            stuckRounds: 30, memoryThreads: [10_000], memoryRounds: 3)
+            // 100 rounds: enough that the p99 is not simply the largest sample.
+            stuckRounds: 100, memoryThreads: [10_000], memoryRounds: 3)
     }
 
     /// Every workload × thread count × background load. Long: the `cpu` workload at 10,000
@@ -53,7 +58,7 @@ struct Plan {
         }
         return Plan(
             scenarios: Scenario.allCases, rounds: 5, spawnOperations: 10_000, shutdown: shutdown, stuck: stuck,
-            stuckRounds: 50, memoryThreads: [1000, 10_000], memoryRounds: 5)
+            stuckRounds: 100, memoryThreads: [1000, 10_000], memoryRounds: 5)
     }
 
     /// Tiny sizes for CI: every scenario and workload, seconds in all.
@@ -64,7 +69,7 @@ struct Plan {
         return Plan(
             scenarios: Scenario.allCases, rounds: 2, spawnOperations: 40, shutdown: shutdown,
             stuck: [StuckPoint(threads: 10, stuck: 2, deadline: .milliseconds(20), hogs: 0, mode: .spin)],
-            stuckRounds: 2, memoryThreads: [50], memoryRounds: 2)
+            stuckRounds: 2, memoryThreads: [50], memoryRounds: 2, churnThreads: 2_000)
     }
 
     static let fullThreadCounts = [1, 10, 100, 1000, 10_000]

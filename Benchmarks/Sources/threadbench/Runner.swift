@@ -4,7 +4,11 @@ import Glibc
 
 /// The scenarios threadbench knows.
 enum Scenario: String, CaseIterable, Sendable {
-    case spawn, spawnstop, shutdown, stuck, memory
+    case spawn, spawnstop, shutdown, stuck, memory, churn
+
+    /// Whether a ratio to the baseline means anything: not for an overshoot (it can be negative,
+    /// or zero for the baseline) nor for a memory growth that should be near zero for both.
+    var hasRatio: Bool { self != .stuck && self != .churn }
 }
 
 /// One row group of the report: everything but the system.
@@ -86,14 +90,14 @@ final class Runner {
             guard let distribution = distributions[id], distribution.count > 0 else { continue }
             let summary = distribution.summary
             var ratio: Double?
-            if let baseline, baseline > 0 { ratio = Double(summary.median) / Double(baseline) }
+            if point.scenario.hasRatio, let baseline, baseline > 0 { ratio = Double(summary.median) / Double(baseline) }
             var rowNotes = notes(id)
             if let failure = failures[id] { rowNotes.append(failure) }
             if let trim = trims[id]?.percentile(50), trim >= 10_000 {
                 rowNotes.append("afterwards, untimed: trimming the stack pool took median \(Format.nanoseconds(trim))")
             }
             if distribution.negatives > 0 {
-                rowNotes.append("\(distribution.negatives) of \(distribution.count) samples negative (for stuck: returned before the deadline); percentiles exact")
+                rowNotes.append("\(distribution.negatives) of \(distribution.count) samples negative (stuck: returned before the deadline; churn: memory given back); percentiles exact")
             }
             measurements.append(Measurement(
                 point: point, system: id, unit: unit, summary: summary, ratio: ratio,

@@ -22,6 +22,8 @@ struct ThreadBench: ParsableCommand {
               stuck      group shutdown with a deadline, S threads ignoring it:
                          overshoot past the deadline; are all S named?
               memory     resident memory per idle thread (RSS before/after N)
+              churn      10^6 short threads spawned and reaped (100 in flight), in
+                         one group: RSS growth from before them to after
 
             Systems:
               managed/*  ManagedThreads; futex = token.wait, eventfd = poll on
@@ -161,6 +163,8 @@ struct ThreadBench: ParsableCommand {
                 for threads in plan.memoryThreads {
                     MemoryScenario.run(runner, threads: threads, rounds: plan.memoryRounds, stackSize: stack, work: work)
                 }
+            case .churn:
+                ChurnScenario.run(runner, threads: plan.churnThreads, rounds: plan.churnRounds, stackSize: stack)
             }
         }
         progress.finish()

@@ -1,5 +1,7 @@
 // A hand-written SVG chart: median latency against thread count, one panel per scenario and
-// workload, one line per system configuration and background load. Both axes are logarithmic.
+// workload, one line per system configuration and background load. The thread axis is logarithmic;
+// the time axis too, except in panels with values at or below zero (a stuck shutdown's overshoot is
+// negative when it returned before its deadline), which are linear. Every system has its own colour.
 import Foundation
 
 enum SVGChart {
@@ -7,7 +9,17 @@ enum SVGChart {
     private static let panelHeight = 300.0
     private static let margin = (left: 70.0, right: 16.0, top: 34.0, bottom: 44.0)
     private static let columns = 2
-    private static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    private static let palette = [
+        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+        "#bcbd22", "#393b79", "#ad494a", "#637939",
+    ]
+
+    /// The colour of the `index`th system: the palette, then hues spread by the golden angle.
+    private static func color(_ index: Int) -> String {
+        if index < palette.count { return palette[index] }
+        let hue = (Double(index - palette.count) * 137.508).truncatingRemainder(dividingBy: 360)
+        return "hsl(\(Int(hue)), 65%, 40%)"
+    }
     private static let dashes = ["", "7 4", "2 3", "10 3 2 3"]
 
     /// A series: one system configuration at one background load.
@@ -69,18 +81,30 @@ enum SVGChart {
     private static func draw(_ panel: Panel, x: Double, y: Double, systems: [String]) -> [String] {
         let allPoints = panel.series.flatMap(\.points)
         let threads = allPoints.map { Double(max(1, $0.threads)) }
-        let values = allPoints.map { Double(max(1, $0.median)) }
+        let linear = allPoints.contains { $0.median <= 0 }
+        let values = allPoints.map { linear ? Double($0.median) : Double(max(1, $0.median)) }
         var xLow = floor(log10(threads.min() ?? 1)), xHigh = ceil(log10(threads.max() ?? 10))
         if xHigh <= xLow {
             if xLow > 0 { xLow -= 1 }
             xHigh += 1
         }
-        var yLow = floor(log10(values.min() ?? 1)), yHigh = ceil(log10(values.max() ?? 10))
-        if yHigh <= yLow { yHigh = yLow + 1 }
+        var yLow: Double, yHigh: Double
+        if linear {
+            yLow = min(0, values.min() ?? 0)
+            yHigh = max(0, values.max() ?? 1)
+            if yHigh <= yLow { yHigh = yLow + 1 }
+        } else {
+            yLow = floor(log10(values.min() ?? 1))
+            yHigh = ceil(log10(values.max() ?? 10))
+            if yHigh <= yLow { yHigh = yLow + 1 }
+        }
         let left = x + margin.left, right = x + panelWidth - margin.right
         let top = y + margin.top, bottom = y + panelHeight - margin.bottom
         func px(_ t: Double) -> Double { left + (log10(t) - xLow) / (xHigh - xLow) * (right - left) }
-        func py(_ v: Double) -> Double { bottom - (log10(v) - yLow) / (yHigh - yLow) * (bottom - top) }
+        func py(_ v: Double) -> Double {
+            let position = linear ? (v - yLow) / (yHigh - yLow) : (log10(v) - yLow) / (yHigh - yLow)
+            return bottom - position * (bottom - top)
+        }
 
         var out = [
             #"<g>"#,
@@ -92,17 +116,21 @@ enum SVGChart {
             out.append(#"<line x1="\#(n(gx))" y1="\#(n(top))" x2="\#(n(gx))" y2="\#(n(bottom))" stroke="gainsboro"/>"#)
             out.append(#"<text x="\#(n(gx))" y="\#(n(bottom + 15))" text-anchor="middle">\#(countLabel(pow(10, decade)))</text>"#)
         }
-        for decade in stride(from: yLow, through: yHigh, by: 1) {
-            let gy = py(pow(10, decade))
-            out.append(#"<line x1="\#(n(left))" y1="\#(n(gy))" x2="\#(n(right))" y2="\#(n(gy))" stroke="gainsboro"/>"#)
-            out.append(#"<text x="\#(n(left - 5))" y="\#(n(gy + 4))" text-anchor="end">\#(durationLabel(pow(10, decade)))</text>"#)
+        let ticks = linear
+            ? (0...4).map { yLow + (yHigh - yLow) * Double($0) / 4 }
+            : stride(from: yLow, through: yHigh, by: 1).map { pow(10, $0) }
+        for tick in ticks {
+            let gy = py(tick)
+            let label = linear ? Format.nanoseconds(Int64(tick.rounded())) : durationLabel(tick)
+            out.append(#"<line x1="\#(n(left))" y1="\#(n(gy))" x2="\#(n(right))" y2="\#(n(gy))" stroke="\#(linear && tick == 0 ? "gray" : "gainsboro")"/>"#)
+            out.append(#"<text x="\#(n(left - 5))" y="\#(n(gy + 4))" text-anchor="end">\#(label)</text>"#)
         }
         out.append(#"<text x="\#(n((left + right) / 2))" y="\#(n(bottom + 32))" text-anchor="middle">threads (log)</text>"#)
         for series in panel.series {
-            let color = palette[(systems.firstIndex(of: series.system) ?? 0) % palette.count]
+            let color = color(systems.firstIndex(of: series.system) ?? 0)
             let dash = dashes[min(series.hogs, dashes.count - 1)]
             let points = series.points.sorted { $0.threads < $1.threads }
-                .map { (px(Double(max(1, $0.threads))), py(Double(max(1, $0.median)))) }
+                .map { (px(Double(max(1, $0.threads))), py(linear ? Double($0.median) : Double(max(1, $0.median)))) }
             if points.count > 1 {
                 let path = points.map { "\(n($0.0)),\(n($0.1))" }.joined(separator: " ")
                 out.append(#"<polyline points="\#(path)" fill="none" stroke="\#(color)" stroke-width="1.8"\#(dashAttribute(dash))/>"#)
@@ -120,7 +148,7 @@ enum SVGChart {
         for (i, system) in systems.enumerated() {
             let lx = 20.0 + Double(i % 4) * (width - 40) / 4
             let ly = y + 18.0 * Double(i / 4)
-            out.append(#"<line x1="\#(n(lx))" y1="\#(n(ly))" x2="\#(n(lx + 24))" y2="\#(n(ly))" stroke="\#(palette[i % palette.count])" stroke-width="3"/>"#)
+            out.append(#"<line x1="\#(n(lx))" y1="\#(n(ly))" x2="\#(n(lx + 24))" y2="\#(n(ly))" stroke="\#(color(i))" stroke-width="3"/>"#)
             out.append(#"<text x="\#(n(lx + 30))" y="\#(n(ly + 4))">\#(escape(system))</text>"#)
         }
         let hy = y + 18.0 * Double((systems.count + 3) / 4) + 6

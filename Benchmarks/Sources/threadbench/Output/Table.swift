@@ -69,7 +69,8 @@ enum TableOutput {
             rows.append([
                 m.scenario, m.workload, String(m.threads), String(m.hogs), m.system, String(m.n),
                 Format.value(m.median, unit: m.unit), Format.value(m.p90, unit: m.unit),
-                Format.value(m.p99, unit: m.unit), Format.value(m.max, unit: m.unit), Format.ratio(m.ratio),
+                // Below 100 samples the p99 is just one of the largest: not shown (CSV/JSON keep it).
+                m.n >= 100 ? Format.value(m.p99, unit: m.unit) : "-", Format.value(m.max, unit: m.unit), Format.ratio(m.ratio),
             ])
         }
         let machine = report.machine
@@ -77,9 +78,15 @@ enum TableOutput {
             "threadbench: \(machine.cores) cores\(machine.cpu.map { " (\($0))" } ?? ""), Linux \(machine.kernel), "
                 + "Swift \(machine.swift); \(Format.decimal(report.elapsedSeconds, digits: 1)) s",
             "ratio = median / median of the raw pthread baseline in the same rounds. spawn*: per thread; "
-                + "shutdown: stop requested → all gone; stuck: overshoot past the deadline; memory: RSS per idle thread.",
+                + "shutdown: stop requested → all gone; stuck: overshoot past the deadline (no ratio); "
+                + "memory: RSS per idle thread; churn: RSS growth (no ratio). p99 shown from 100 samples.",
             "",
         ]
+        let headlines = headlines(report.measurements)
+        if !headlines.isEmpty {
+            lines += headlines
+            lines.append("")
+        }
         lines += aligned([header] + rows, rightAligned: Set(2..<header.count), separatorAfterFirst: true)
         let notes = report.measurements.flatMap { m in (m.notes ?? []).map { "\(m.scenario) \(m.workload) T=\(m.threads) L=\(m.hogs) \(m.system): \($0)" } }
             + report.notes
@@ -89,6 +96,34 @@ enum TableOutput {
             lines += notes.map { "  - \($0)" }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// One line per scenario, before the detail: the managed rows' worst figure and where it was.
+    static func headlines(_ measurements: [Measurement]) -> [String] {
+        var lines: [String] = []
+        var scenarios: [String] = []
+        for m in measurements where !scenarios.contains(m.scenario) { scenarios.append(m.scenario) }
+        for scenario in scenarios {
+            let rows = measurements.filter { $0.scenario == scenario }
+            let managed = rows.filter { $0.system.hasPrefix("managed") }
+            func at(_ m: Measurement) -> String { "\(m.system), \(m.workload), T=\(m.threads), L=\(m.hogs)" }
+            switch scenario {
+            case Scenario.stuck.rawValue:
+                guard let worst = managed.max(by: { $0.p99 < $1.p99 }) else { continue }
+                let figure = worst.n >= 100 ? "p99 \(Format.nanoseconds(worst.p99))" : "max \(Format.nanoseconds(worst.max)) (n < 100)"
+                lines.append("stuck: worst managed overshoot past the deadline: \(figure) (\(at(worst)))")
+            case Scenario.churn.rawValue:
+                let parts = rows.map { "\($0.system) \($0.median >= 0 ? "+" : "")\(Format.bytes($0.median))" }
+                lines.append("churn: RSS growth over \(rows.first?.threads ?? 0) threads: \(parts.joined(separator: ", "))")
+            default:
+                let rated = managed.filter { $0.ratio != nil }
+                guard let worst = rated.max(by: { $0.ratio! < $1.ratio! }), let best = rated.min(by: { $0.ratio! < $1.ratio! }) else { continue }
+                lines.append(
+                    "\(scenario): managed/pthread median ratio: worst \(Format.ratio(worst.ratio)) (\(at(worst))), "
+                        + "best \(Format.ratio(best.ratio)) over \(rated.count) rows")
+            }
+        }
+        return lines
     }
 
     /// Pads every column to its widest cell.

@@ -16,7 +16,7 @@ final class StartCounter: Sendable {
 }
 
 /// How long a managed join may take before the benchmark calls it a failure.
-private let managedJoinTimeout = setupTimeout
+let managedJoinTimeout = setupTimeout
 
 enum ManagedSystem {
     /// The options for configuration `id`: the stack size asked for, and pooled or glibc stacks.
