@@ -85,6 +85,16 @@ func forkWhileRuntimeLocksAreHeldBody() {
 /// library the ways a program might after fork and `_exit`s with what it found (0: as
 /// documented). Returns ``forkOutcome(_:)`` of the first failure, or 0.
 func forkChildren(_ count: Int) -> Int32 {
+    // swift-testing hooks every throw to capture a backtrace, and the first capture at a call site
+    // instantiates generic metadata under a Swift runtime lock (gdb on a hung child: the hook's
+    // `Backtrace.current` waiting on the ContiguousArray metadata lock a parent thread held at the
+    // fork). A program run without the test harness has no such hook. Throw the child's error
+    // type once here, in the parent, so the hook's call sites are filled before any fork.
+    do {
+        _ = try ManagedThread.spawn(name: "") { _ in }
+    } catch {
+        precondition(error.code == .invalidArgument)
+    }
     var outcome: Int32 = 0
     for _ in 0..<count where outcome == 0 {
         let pid = fork()
