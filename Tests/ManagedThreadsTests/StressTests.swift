@@ -375,6 +375,37 @@ final class LatencyProbe: Sendable {
     var tid: Int32? { thread.tid }
 }
 
+/// Watches the thread running a shutdown: from `start` on, while the shutdown has not returned,
+/// records every 50 ms what the kernel says that thread is doing (state, wait channel, system
+/// call, the top of its kernel stack), so a shutdown that overruns says where it waited.
+final class ShutdownWatch: Sendable {
+    private let done = StopSource()
+    private let samples = Locked<[String]>([])
+    private let thread: ManagedThread?
+
+    init(tid: Int32, start: ContinuousClock.Instant) {
+        let done = done, samples = samples
+        thread = try? ManagedThread.spawn(name: "shutdown-watch") { _ in
+            guard !done.token.wait(until: start) else { return }
+            for _ in 0..<40 {
+                let at = start.duration(to: .now).formattedMilliseconds
+                let kernel = KernelThreadState.read(tid: tid).map { "\($0)" } ?? "gone"
+                let stack = (ProcFS.read("/proc/self/task/\(tid)/stack") ?? "")
+                    .split(separator: "\n").prefix(6).map { $0.split(separator: " ").last.map(String.init) ?? "" }
+                samples.withLock { $0.append("+\(at): \(kernel); kernel stack: \(stack.joined(separator: " < "))") }
+                if done.token.wait(timeout: .milliseconds(50)) { return }
+            }
+        }
+    }
+
+    /// Stops watching; what was seen after `start`, oldest first.
+    func finish() -> [String] {
+        done.requestStop()
+        _ = try? thread?.join(timeout: .seconds(30))
+        return samples.value
+    }
+}
+
 /// The figures of one scenario.
 struct ScenarioOutcome {
     var spawned = 0
@@ -489,9 +520,11 @@ private func scenarioBody(
     // The shutdown, racing the spawners.
     let deadline = ContinuousClock.now.advanced(by: plan.deadline)
     probe.begin()
+    let watch = ShutdownWatch(tid: PThread.currentTID, start: deadline.advanced(by: .milliseconds(100)))
     let report = root.shutdown(until: deadline, policy: plan.policy)
     let returned = ContinuousClock.now
     outcome.starvation = probe.end()
+    let watched = watch.finish()
     tracker.shutdownReturned.requestStop()
     outcome.overshoot = max(.zero, deadline.duration(to: returned))
     // A sanity bound, not a speed test: past the deadline plus however long the machine let no
@@ -499,7 +532,8 @@ private func scenarioBody(
     if outcome.overshoot - outcome.starvation > .milliseconds(250) {
         outcome.problems.append(
             "the shutdown returned \(outcome.overshoot.formattedMilliseconds) past its deadline, "
-                + "while a probe thread ran at most \(outcome.starvation.formattedMilliseconds) late")
+                + "while a probe thread ran at most \(outcome.starvation.formattedMilliseconds) late; "
+                + "the shutdown's thread, from 100 ms past the deadline:\n" + watched.joined(separator: "\n"))
     }
     outcome.stuck = report.stuck
     outcome.report = report
@@ -569,7 +603,7 @@ private func scenarioBody(
 @Suite("Stress", .serialized, .managedThreads(timeout: .seconds(30)))
 struct StressTests {
     @Test("random trees, workloads, policies and deadlines, with spawns racing the shutdown: every thread accounted for",
-          .enabled(if: !StressSeeds.isLongRun, "STRESS_SCENARIOS runs the long form instead"),
+          .enabled(if: !StressSeeds.isLongRun, "STRESS_SCENARIOS runs the long form instead"), .exitTest,
           arguments: StressSeeds.ci)
     func scenario(seed: UInt64) async throws {
         let plan = ScenarioPlan(seed: seed)
