@@ -142,7 +142,9 @@ struct SignalOwnerInterruptTests {
             gate.waitOpen()
         }
         try waitFor("the thread waits") { thread.tid != nil }
-        let report = group.shutdown(timeout: .milliseconds(300), policy: .shared.escalating(.interrupt(after: 0.1)))
+        // The thread must see the stop before the interrupt step: 1.5 s, not 30 ms (a loaded TSan
+        // run once woke it later than that, and it was interrupted having done nothing wrong).
+        let report = group.shutdown(timeout: .seconds(3), policy: .shared.escalating(.interrupt(after: 0.5)))
         #expect(report.interrupted == 0, "\(report)")
         #expect(report.stuck == 1)
         gate.release()
