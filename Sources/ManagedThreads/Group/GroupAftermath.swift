@@ -167,3 +167,11 @@ extension ThreadGroup {
         return own.filter(\.isAlive) + children.flatMap { $0.lingeringThreads() }
     }
 }
+
+/// A thread held weakly.
+struct WeakThread {
+    /// As the report shows it (a thread that never ran has no tid).
+    let name: String
+    let tid: Int32?
+    weak var thread: ManagedThread?
+}
