@@ -6,6 +6,12 @@ import Glibc
 /// A 32-bit word in stable heap memory, used with the futex system call. Swift's `Atomic` keeps its
 /// storage inline and cannot hand out the address the kernel needs, so the word is allocated here
 /// and accessed only through the C atomics in CShims.
+///
+/// The library's one parking primitive: wait while the word holds a value, until woken or a
+/// deadline passes; wake one, all, or the sleepers sharing a bit. Every blocking protocol is a
+/// loop over it (a thread's ``ThreadLife``, ``StopState``, ``GroupStopWord``, ``ExitQueue``,
+/// ``EventCount``): each re-reads its word after every return, so spurious and early returns are
+/// harmless. Its own tests are `FutexWordTests`.
 struct FutexWord: @unchecked Sendable {
     // @unchecked: the pointer is only dereferenced through sequentially consistent C atomics and
     // the futex syscall, both safe from any thread; the owner deallocates it once, in its deinit.
