@@ -236,10 +236,10 @@ struct ThreadGroupTests {
         try waitFor { handles.allSatisfy { !$0.isAlive } }
         #expect(group.aliveThreads.isEmpty)
         // A thread tells its group last, just after it is marked exited: wait for the last ones.
-        try waitFor("every ended thread to leave the group's list") { group.state.withLock { $0.threads.isEmpty } }
+        try waitFor("every ended thread to leave the group's list") { group.ledger.counts.running == 0 }
         // The next spawn reaps what ended.
         try spawnIdle(group, "last")
-        #expect(group.state.withLock { $0.finished.count } < 50)
+        #expect(group.ledger.counts.finished < 50)
         let report = group.shutdown(timeout: .seconds(30))
         #expect(report.isClean)
         #expect(handles.allSatisfy { $0.isJoined })

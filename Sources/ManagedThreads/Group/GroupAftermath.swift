@@ -10,9 +10,9 @@
 // children behind.
 //
 // The events that can make a group leave are few, and each is handled where it happens:
-// - a lingering thread ends: its group's closed exit queue refuses it, and `threadEnded` comes
-//   here; when the last one of a group ends, the group waiting to leave (the root of that
-//   shutdown, found by walking up) checks itself;
+// - a lingering thread ends: its group's closed exit queue refuses it, and its ledger records
+//   the end (ThreadLedger.swift); when the last one of a group ends, the group waiting to leave
+//   (the root of that shutdown, found by walking up) checks itself;
 // - a child leaves: the parent checks itself (it may have been waiting for that child only);
 // - a component that had not finished gives no event: `makeChild` sweeps the children that wait
 //   to leave each time their number has doubled, so the cost per `makeChild` stays O(1).
@@ -20,8 +20,6 @@
 extension ThreadGroup {
     /// The post-shutdown bookkeeping in a group's state.
     struct Aftermath {
-        /// Threads still alive when the shutdown finished that have not ended yet.
-        var alive: Set<ObjectIdentifier> = []
         /// Set on the root of a shutdown that left threads running, while it still has a parent.
         var departWhenIdle = false
         /// The most recent children that left after such a shutdown (at most
@@ -43,12 +41,8 @@ extension ThreadGroup {
         departIfIdle()
     }
 
-    /// A thread of this (stopped) group ended after the shutdown that reported it.
-    func lingeringThreadEnded(_ thread: ManagedThread) {
-        let last = state.withLock { state in
-            state.aftermath.alive.remove(ObjectIdentifier(thread)) != nil && state.aftermath.alive.isEmpty
-        }
-        guard last else { return }
+    /// The last of this (stopped) group's threads that outlived its shutdown has ended.
+    func lastOutliverEnded() {
         var group: ThreadGroup? = self
         while let current = group {
             if current.state.withLock({ $0.aftermath.departWhenIdle }) {
@@ -74,10 +68,8 @@ extension ThreadGroup {
 
     /// Whether every thread this group and the groups below it left running has ended.
     private func threadsBelowEnded() -> Bool {
-        let (quiet, children) = state.withLock { state in
-            (state.aftermath.alive.isEmpty, state.children.values.compactMap { $0.value as? ThreadGroup })
-        }
-        return quiet && children.allSatisfy { $0.threadsBelowEnded() }
+        let children = state.withLock { $0.children.values.compactMap { $0.value as? ThreadGroup } }
+        return ledger.outliversEnded && children.allSatisfy { $0.threadsBelowEnded() }
     }
 
     /// Removes a child whose lingering threads have all ended, keeping it for its report node.
@@ -117,9 +109,10 @@ extension ThreadGroup {
     /// `exitedUnreaped`. Children are brought up to date the same way; a component that had not
     /// finished is asked again, with a deadline that has passed.
     func currentReportNode() -> ShutdownReport.Node? {
-        let (report, lingering, members, departed) = state.withLock { state in
-            (state.report?.root, state.lingering, state.children.values.map(\.value), state.aftermath.departed)
+        let (report, members, departed) = state.withLock { state in
+            (state.report?.root, state.children.values.map(\.value), state.aftermath.departed)
         }
+        let lingering = ledger.lingering
         let children = members.compactMap { $0 as? ThreadGroup }
         guard var node = report else { return nil }
         // Looked up by tid, else by name: one pass, not one search per entry.
@@ -161,17 +154,7 @@ extension ThreadGroup {
 
     /// Threads a finished shutdown of this group (or of a group below) left running, still alive.
     func lingeringThreads() -> [ManagedThread] {
-        let (own, children) = state.withLock { state in
-            (state.lingering.compactMap(\.thread), state.children.values.compactMap { $0.value as? ThreadGroup })
-        }
-        return own.filter(\.isAlive) + children.flatMap { $0.lingeringThreads() }
+        let children = state.withLock { $0.children.values.compactMap { $0.value as? ThreadGroup } }
+        return ledger.lingering.compactMap(\.thread).filter(\.isAlive) + children.flatMap { $0.lingeringThreads() }
     }
-}
-
-/// A thread held weakly.
-struct WeakThread {
-    /// As the report shows it (a thread that never ran has no tid).
-    let name: String
-    let tid: Int32?
-    weak var thread: ManagedThread?
 }

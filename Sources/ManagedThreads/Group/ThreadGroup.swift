@@ -79,24 +79,13 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     struct State {
         var phase = Phase.running
         var shutdownInProgress = false
-        var threads: [ObjectIdentifier: Member<ManagedThread>] = [:]
-        /// Threads that ended on their own, reaped by the next spawn.
-        var finished: [ManagedThread] = []
-        /// Threads a spawn reaped before the shutdown: how many ended cleanly, and an entry for
-        /// each whose body threw (at most ``reapedFailureLimit``; beyond, only counted), so the
-        /// shutdown's report still accounts for every thread the group ran.
-        var reapedJoined = 0
-        var reapedFailures: [ShutdownReport.ThreadEntry] = []
         var children: [ObjectIdentifier: Member<any ThreadOwner>] = [:]
-        var exitQueue: ExitQueue?
         /// The group that adopted this one, if it was created parentless.
         weak var adoptedBy: ThreadGroup?
         var report: ShutdownReport?
-        /// Own threads still running when the shutdown finished, held weakly: a later shutdown
-        /// of a parent reports what became of them instead of the stale "stuck".
-        var lingering: [WeakThread] = []
         /// What happens after a shutdown that left threads running (see GroupAftermath.swift).
         var aftermath = Aftermath()
+        /// Threads and children share one sequence, so the ordered policy can stop them in turn.
         var nextSerial: UInt64 = 0
         /// See ``ThreadGroup/extensionCap``.
         var extensionCap: Duration = .zero
@@ -110,12 +99,10 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     }
 
     let state = Lock<State>(State())
+    /// Where each of the group's own threads is, from its spawn to its join (see ThreadLedger.swift).
+    let ledger = ThreadLedger()
     /// Stops every member thread with one store and one wake (see GroupStop.swift).
     let stopWord = GroupStopWord()
-    /// The exit queue of this group's shutdown, readable without the group lock, so a thousand
-    /// threads ending at once do not queue up on it. A group shuts down once, and `state` keeps
-    /// the queue alive for the group's lifetime, so the unretained reference stays valid.
-    let installedQueue = Atomic<Unmanaged<ExitQueue>?>(nil)
     /// Fires when a shutdown of this group completes (for concurrent shutdown callers).
     let completed = StopState()
 
@@ -169,11 +156,11 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     ) throws(ThreadError) -> ManagedThread {
         try Fork.check("spawn \(name.debugDescription) in \(path)")
         try ManagedThread.validate(name: name, options: options)
-        reapFinished()
+        ledger.reapFinished(groupPath: path)
         let thread = ManagedThread(name: name, purpose: purpose, options: options, group: self, body: body)
         try state.withLock { (state) throws(ThreadError) in
             guard state.phase == .running else { throw stoppedError(action: "spawn \(name.debugDescription)") }
-            state.threads[ObjectIdentifier(thread)] = Member(value: thread, serial: state.serial(), priority: stopPriority)
+            ledger.admit(thread, serial: state.serial(), priority: stopPriority)
         }
         try thread.start(options: options)
         return thread
@@ -259,58 +246,10 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         ThreadError(code: .groupStopped, message: "cannot \(action): group \(path.debugDescription) is stopping or stopped")
     }
 
-    /// Called on a member thread as it ends.
+    /// Called on a member thread as it ends (see ThreadLedger.swift).
     func threadEnded(_ thread: ManagedThread) {
-        if let queue = installedQueue.load(ordering: .acquiring) {
-            // Shutting down: the shutdown's plan has its own list, so no group bookkeeping. A
-            // closed queue means the shutdown is over: the thread outlived it.
-            if !queue.takeUnretainedValue().push(thread) { lingeringThreadEnded(thread) }
-            return
-        }
-        state.withLock { state in
-            state.threads.removeValue(forKey: ObjectIdentifier(thread))
-            if let queue = state.exitQueue {
-                queue.push(thread)
-            } else if state.phase != .stopped {
-                // Kept for the next spawn's reaping, or for the shutdown that follows a requestStop.
-                state.finished.append(thread)
-            }
-            // Stopped: nobody will reap it here; once its handle is released, ManagedThread's
-            // deinit hands it to the stack pool's orphan list, which joins it.
-        }
+        if ledger.threadEnded(thread) { lastOutliverEnded() }
     }
-
-    /// Joins threads that ended on their own, so they do not pile up (no unbounded growth).
-    ///
-    /// The threads stay listed in `finished` while they are joined and only the joined ones are
-    /// removed afterwards, so a shutdown preparing meanwhile still sees (and joins) every one of
-    /// them; joining a thread twice is harmless.
-    private func reapFinished() {
-        let batch = state.withLock { $0.finished }
-        guard !batch.isEmpty else { return }
-        let now = ContinuousClock.now
-        let joined = batch.filter { (try? $0.join(until: now)) == true }
-        guard !joined.isEmpty else { return }
-        let now2 = now
-        state.withLock { state in
-            // Two spawns may reap the same batch at once: only the one that removes a thread from
-            // `finished` accounts for it, so no thread is counted twice.
-            let ids = Set(joined.map(ObjectIdentifier.init))
-            let mine = state.finished.filter { ids.contains(ObjectIdentifier($0)) }
-            guard !mine.isEmpty else { return }
-            state.finished.removeAll { ids.contains(ObjectIdentifier($0)) }
-            let failures = mine.filter { $0.error != nil }
-            state.reapedJoined += mine.count - failures.count
-            // Bounded: a group that spawns and fails forever before it is shut down keeps the first ones.
-            let room = max(0, Self.reapedFailureLimit - state.reapedFailures.count)
-            state.reapedFailures += failures.prefix(room).map {
-                ShutdownRun.entry(for: $0, status: .joined, path: path, now: now2, kernelView: false)
-            }
-        }
-    }
-
-    /// How many reaped threads whose body threw a group remembers for its report.
-    static let reapedFailureLimit = 1_000
 
     /// Removes a child that finished its own shutdown cleanly.
     func removeChild(_ child: ThreadGroup) {
@@ -337,10 +276,8 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     /// Alive threads of this group and every group below it.
     /// Threads a finished shutdown reported stuck stay listed here until they end.
     public var aliveThreads: [ManagedThread] {
-        let (own, children) = state.withLock { state in
-            (state.threads.values.map(\.value) + state.lingering.compactMap(\.thread), state.children.values.map(\.value))
-        }
-        return own.filter(\.isAlive) + children.compactMap { $0 as? ThreadGroup }.flatMap(\.aliveThreads)
+        let children = state.withLock { $0.children.values.map(\.value) }
+        return ledger.listed.filter(\.isAlive) + children.compactMap { $0 as? ThreadGroup }.flatMap(\.aliveThreads)
     }
 
     /// One line of ``status()``.
@@ -371,10 +308,8 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     /// purpose. `status().map(\.description).joined(separator: "\n")` prints it.
     public func status() -> [ThreadStatus] {
         let now = ContinuousClock.now
-        let (own, children) = state.withLock { state in
-            (state.threads.values.sorted { $0.serial < $1.serial }.map(\.value), state.children.values.sorted { $0.serial < $1.serial }.map(\.value))
-        }
-        let mine = own.map { thread in
+        let children = state.withLock { $0.children.values.sorted { $0.serial < $1.serial }.map(\.value) }
+        let mine = ledger.running.sorted { $0.serial < $1.serial }.map(\.value).map { thread in
             ThreadStatus(
                 name: thread.name, groupPath: path,
                 state: !thread.isAlive ? "exited" : thread.isStopRequested ? "stopping" : "running",
@@ -390,11 +325,12 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     /// new spawns. ``shutdown(until:policy:)-2d25y`` does this and then joins.
     public func requestStop(reason: StopReason) {
         if Fork.isChild { return }
-        let (first, threads, children) = state.withLock { state in
+        let (first, children) = state.withLock { state in
             let first = state.phase == .running
             state.phase = max(state.phase, .stopRequested)
-            return (first, state.threads.values.map(\.value), state.children.values.map(\.value))
+            return (first, state.children.values.map(\.value))
         }
+        let threads = ledger.running.map(\.value)
         // Every thread here hears of it at once, unless some hold onStop callbacks (see
         // GroupStop.swift); the per-thread part (reasons, descriptors, callbacks) follows.
         if stopWord.mayStopAtOnce { stopWord.stop(reason: reason) }

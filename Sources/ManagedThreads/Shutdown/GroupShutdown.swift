@@ -152,21 +152,11 @@ extension ThreadGroup {
 
     /// Marks the group stopped with its report (called for every group of a finished plan).
     func finishShutdown(report: ShutdownReport) {
+        ledger.close()
         state.withLock { state in
             state.phase = .stopped
             state.shutdownInProgress = false
-            // The queue stays referenced (see installedQueue) but takes no more threads.
-            state.exitQueue?.close()
             state.report = report
-            // Threads still listed are stuck; keep no strong references, so when they end their
-            // handles can go and ManagedThread's deinit detaches them.
-            state.lingering = state.threads.values.map {
-                WeakThread(name: $0.value.name, tid: $0.value.tid, thread: $0.value)
-            }
-            // A thread not yet exited here will call threadEnded later, through the closed queue.
-            state.aftermath.alive = Set(state.threads.values.filter { $0.value.isAlive }.map { ObjectIdentifier($0.value) })
-            state.threads.removeAll()
-            state.finished.removeAll()
         }
         completed.requestStop(reason: .shutdown)
     }

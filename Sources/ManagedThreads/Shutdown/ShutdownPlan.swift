@@ -2,9 +2,9 @@ import Synchronization
 
 /// A snapshot of a group's subtree taken at the start of a shutdown.
 ///
-/// Taking it installs the shutdown's ``ExitQueue`` in every group below (under the same lock a
-/// thread's exit bookkeeping takes), so every member thread is accounted for exactly once: it
-/// either ended before (it is in `ended`) or will push itself onto the queue.
+/// Taking it hands every group's ``ThreadLedger`` over to the shutdown's ``ExitQueue``, so every
+/// member thread is accounted for exactly once: it either ended before (it is in `ended`) or will
+/// push itself onto the queue (the ledger's comment states the whole invariant).
 final class ShutdownPlan {
     enum Child {
         case group(ShutdownPlan)
@@ -58,10 +58,7 @@ final class ShutdownPlan {
     static func prepare(_ group: ThreadGroup, path: String, queue: ExitQueue, isRoot: Bool, stopReason: StopReason?) -> Child {
         enum Snapshot {
             // Copies of the dictionaries (O(1): copy on write), sorted outside the lock.
-            case ok(
-                [ObjectIdentifier: ThreadGroup.Member<ManagedThread>], [ManagedThread],
-                [ObjectIdentifier: ThreadGroup.Member<any ThreadOwner>],
-                (joined: Int, failures: [ShutdownReport.ThreadEntry]), departed: [ThreadGroup])
+            case ok(ThreadLedger.Handover, [ObjectIdentifier: ThreadGroup.Member<any ThreadOwner>], departed: [ThreadGroup])
             case busy
             case stopped
         }
@@ -72,15 +69,9 @@ final class ShutdownPlan {
                 state.shutdownInProgress = true
             }
             state.phase = max(state.phase, .stopRequested)
-            state.exitQueue = queue
-            group.installedQueue.store(Unmanaged.passUnretained(queue), ordering: .releasing)
-            var ended: [ManagedThread] = []
-            swap(&ended, &state.finished)
-            var failures: [ShutdownReport.ThreadEntry] = []
-            swap(&failures, &state.reapedFailures)
-            let reaped = (joined: state.reapedJoined, failures: failures)
-            state.reapedJoined = 0
-            return .ok(state.threads, ended, state.children, reaped, departed: state.aftermath.departed)
+            // Under the group's lock, so no spawn is admitted after the hand-over.
+            let handover = group.ledger.handOver(to: queue)
+            return .ok(handover, state.children, departed: state.aftermath.departed)
         }
         if case .ok = snapshot, let stopReason, group.stopWord.mayStopAtOnce { group.stopWord.stop(reason: stopReason) }
         switch snapshot {
@@ -89,8 +80,10 @@ final class ShutdownPlan {
             return .stopped(group)
         case .busy:
             return .component(group, path: path)
-        case .ok(let threadTable, let ended, let memberTable, let reaped, let departed):
-            let threads = threadTable.values.sorted { $0.serial < $1.serial }
+        case .ok(let handover, let memberTable, let departed):
+            let threads = handover.running.values.sorted { $0.serial < $1.serial }
+            let ended = handover.ended
+            let reaped = (joined: handover.reapedJoined, failures: handover.reapedFailures)
             let members = memberTable.values.sorted { $0.serial < $1.serial }
             let children = members.map { member -> (child: Child, serial: UInt64, priority: Int) in
                 let childPath = "\(path)/\(member.value.name)"

@@ -93,7 +93,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
 
     /// See ``StopToken/requestExtension(_:)``.
     func requestExtension(_ more: Duration) -> Duration {
-        guard let group, let queue = group.installedQueue.load(ordering: .acquiring)?.takeUnretainedValue() else {
+        guard let group, let queue = group.ledger.shutdownQueue else {
             return .zero
         }
         return queue.extend(self, groupPath: group.path, cap: group.extensionCap, more: more)
