@@ -108,4 +108,38 @@ struct FutexWordTests {
         #expect(group.shutdown(timeout: .seconds(30)).isClean)
         word.deallocate()
     }
+
+    @Test("an announced sleeper sets its bit and sleeps; the update clears the bit and wakes it")
+    func announcedSleeper() throws {
+        let sleeper: UInt32 = 1
+        let done: UInt32 = 2
+        let word = FutexWord.allocate(0)
+        let group = try ThreadGroup.current.makeChild(name: "futex-announced")
+        let thread = try group.spawn(name: "announced-sleeper") { _ in
+            let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+            while word.load() & done == 0, word.sleep(announcing: sleeper, seen: word.load(), until: deadline) {}
+        }
+        try waitFor("the sleeper to sleep in futex") { thread.tid.flatMap { KernelThreadState.read(tid: $0)?.syscallName } == "futex" }
+        #expect(word.load() == sleeper, "it announced itself before sleeping")
+        let old = word.update(wakingSleepers: sleeper) { $0 | done }
+        #expect(old == sleeper)
+        #expect(word.load() == done, "the update cleared the sleeper bit")
+        #expect(try thread.join(timeout: .seconds(30)), "the update woke it")
+        #expect(group.shutdown(timeout: .seconds(30)).isClean)
+        word.deallocate()
+    }
+
+    @Test("an announced sleep returns at once when the word moved on, and false past the deadline")
+    func announcedSleepEdges() {
+        let word = FutexWord.allocate(4)
+        defer { word.deallocate() }
+        let start = ContinuousClock.now
+        #expect(word.sleep(announcing: 1, seen: 0, until: .now.advanced(by: .seconds(60))), "seen 0, word 4: loop again")
+        #expect(word.load() == 4, "no bit set on a word that moved on")
+        #expect(start.duration(to: .now) < .seconds(30))
+        #expect(word.sleep(announcing: 1, seen: 4, until: .now.advanced(by: .milliseconds(-1))) == false)
+        #expect(word.load() == 5, "the bit is set before the deadline is looked at; the next update clears it")
+        word.update(wakingSleepers: 1) { $0 }
+        #expect(word.load() == 4)
+    }
 }

@@ -127,10 +127,7 @@ final class ExitQueue: Sendable {
             let current = word.load()
             let seen = current & ~Self.sleeperBit
             if seen != sequence && Int32(bitPattern: (seen &- target) << 1) >= 0 { return }
-            if current & Self.sleeperBit == 0 {
-                guard word.compareExchange(current, current | Self.sleeperBit) else { continue }
-            }
-            _ = word.wait(whileEqualTo: current | Self.sleeperBit, until: deadline)
+            _ = word.sleep(announcing: Self.sleeperBit, seen: current, until: deadline)
         }
     }
 }

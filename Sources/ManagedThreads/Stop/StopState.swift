@@ -8,7 +8,8 @@ import Glibc
 /// The hot path (`isStopRequested`, waiting) is one futex word; everything rare (reason, the lazy
 /// eventfd, callbacks) sits behind one mutex that a thread never touches unless it uses them.
 final class StopState: Sendable {
-    // Futex word values.
+    // Futex word values: an announced sleeper's word (see FutexWord), whose sleeper bit is
+    // `runningWithSleepers`; the stop replaces the whole word, clearing the bit.
     static let running: UInt32 = 0
     static let runningWithSleepers: UInt32 = 1
     static let stopped: UInt32 = 2
@@ -163,11 +164,8 @@ final class StopState: Sendable {
         while true {
             let value = word.load()
             if value == Self.stopped { return true }
-            if value == Self.running {
-                // Announce a sleeper so the requester knows to issue the wake syscall.
-                if !word.compareExchange(Self.running, Self.runningWithSleepers) { continue }
-            }
-            if !word.wait(whileEqualTo: Self.runningWithSleepers, until: deadline) {
+            // Announced, so the requester knows to issue the wake syscall.
+            if !word.sleep(announcing: Self.runningWithSleepers, seen: value, until: deadline) {
                 return isStopRequested
             }
         }

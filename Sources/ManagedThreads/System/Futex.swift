@@ -12,6 +12,16 @@ import Glibc
 /// loop over it (a thread's ``ThreadLife``, ``StopState``, ``GroupStopWord``, ``ExitQueue``,
 /// ``EventCount``): each re-reads its word after every return, so spurious and early returns are
 /// harmless. Its own tests are `FutexWordTests`.
+///
+/// Two shapes of protocol are built on it:
+/// - **An announced sleeper** (``ThreadLife``, a lone ``StopState``, ``ExitQueue``): a waiter sets
+///   a sleeper bit before it sleeps (``sleep(announcing:seen:until:)``), and whoever changes the
+///   word next clears the bit and issues the wake syscall only if it was set
+///   (``update(wakingSleepers:_:)``), so a change nobody waits for costs no syscall.
+///   ``ExitQueue``'s writers wake the announced sleeper only once a batch of exits has piled up.
+/// - **An event sequence** (``EventCount``, ``GroupStopWord``'s low bits, a callback's end): the
+///   writer bumps the word and wakes; a waiter sleeps while the word still holds the value it read
+///   before it last looked at the condition, so no wake-up is lost between the look and the sleep.
 struct FutexWord: @unchecked Sendable {
     // @unchecked: the pointer is only dereferenced through sequentially consistent C atomics and
     // the futex syscall, both safe from any thread; the owner deallocates it once, in its deinit.
@@ -63,6 +73,32 @@ struct FutexWord: @unchecked Sendable {
             _ = cshims_futex_wait_bitset(pointer, expected, nil, bitset)
         }
         return true
+    }
+
+    /// One step of an announced sleeper's loop: sets `bit` in the word (unless `seen` has it
+    /// already), then sleeps while the word still holds `seen` with the bit. Returns false once the
+    /// deadline has passed; true when the caller should re-read the word and loop (woken, the word
+    /// changed, or another thread changed it before the bit could be set).
+    func sleep(announcing bit: UInt32, seen: UInt32, until deadline: ContinuousClock.Instant?) -> Bool {
+        var value = seen
+        if value & bit == 0 {
+            guard compareExchange(value, value | bit) else { return true }
+            value |= bit
+        }
+        return wait(whileEqualTo: value, until: deadline)
+    }
+
+    /// The other side of ``sleep(announcing:seen:until:)``: replaces the word with `change(old)`
+    /// with `bit` cleared, and wakes every sleeper if `old` had the bit. Returns `old`.
+    @discardableResult
+    func update(wakingSleepers bit: UInt32, _ change: (UInt32) -> UInt32) -> UInt32 {
+        while true {
+            let old = load()
+            if compareExchange(old, change(old) & ~bit) {
+                if old & bit != 0 { wakeAll() }
+                return old
+            }
+        }
     }
 
     /// Wakes the sleepers whose bitset shares a bit with `bitset` (all of them for `.max`).

@@ -29,20 +29,7 @@ struct ThreadLife {
 
     /// The thread's end (or a failed spawn, with `joined` too): sets the bits, wakes sleepers.
     func markEnded(joined: Bool = false) {
-        update { ($0 | Self.ended | (joined ? Self.joined : 0)) }
-    }
-
-    /// Sets bits derived from the current value and wakes the sleepers if there were any (they
-    /// re-read the word; the bit is cleared so the next waiter announces itself again).
-    private func update(_ change: (UInt32) -> UInt32) {
-        while true {
-            let old = word.load()
-            let new = change(old) & ~Self.sleepers
-            if word.compareExchange(old, new) {
-                if old & Self.sleepers != 0 { word.wakeAll() }
-                return
-            }
-        }
+        word.update(wakingSleepers: Self.sleepers) { $0 | Self.ended | (joined ? Self.joined : 0) }
     }
 
     enum Turn {
@@ -59,17 +46,13 @@ struct ThreadLife {
     /// (before that, only an ended thread can be reaped, and its handle is then known).
     func awaitTurn(until deadline: ContinuousClock.Instant, canReap: () -> Bool) -> Turn {
         while true {
-            var value = word.load()
+            let value = word.load()
             if value & Self.joined != 0 { return .joined }
             if value & Self.reaper == 0, value & Self.ended != 0 || canReap() {
                 if word.compareExchange(value, value | Self.reaper) { return .reap }
                 continue
             }
-            if value & Self.sleepers == 0 {
-                guard word.compareExchange(value, value | Self.sleepers) else { continue }
-                value |= Self.sleepers
-            }
-            if !word.wait(whileEqualTo: value, until: deadline) {
+            if !word.sleep(announcing: Self.sleepers, seen: value, until: deadline) {
                 // Out of time. An ended thread whose right is free is still reaped: a deadline in
                 // the past makes the kernel join return at once, having joined it or not.
                 let last = word.load()
@@ -84,6 +67,6 @@ struct ThreadLife {
 
     /// Gives the reaping right back, recording whether the kernel join succeeded.
     func finishReaping(joined: Bool) {
-        update { ($0 & ~Self.reaper) | (joined ? Self.joined | Self.ended : 0) }
+        word.update(wakingSleepers: Self.sleepers) { ($0 & ~Self.reaper) | (joined ? Self.joined | Self.ended : 0) }
     }
 }
