@@ -182,6 +182,38 @@ struct StopTokenTests {
         #expect(thread.acknowledgedStop)
     }
 
+    #if DEBUG
+    @Test("a stop request writes the descriptor outside the lock, and the owner retiring it meanwhile does not close it under the write")
+    func descriptorWriteOutlivesRetirement() throws {
+        let opened = Counter()
+        let number = Locked<Int32>(-1)
+        let thread = try ManagedThread.spawn(name: "fd-retire-race") { token in
+            let fd = try token.fileDescriptor
+            number.withLock { $0 = fd }
+            opened.increment()
+            // Ends on the flag, before the descriptor is written: the stop request is held
+            // between its lock and its write.
+            while !token.isStopRequested { usleep(1_000) }
+        }
+        try waitFor("the thread to open its descriptor") { opened.count == 1 }
+        let fd = number.value
+        let identity = eventfdIdentity(fd)
+        #expect(identity != nil, "fdinfo of \(fd) names an eventfd")
+        let stillOpen = Locked<Bool>(false)
+        thread.stop.beforeDescriptorSignal = {
+            // Lock released, write pending: the owner now sees the stop, ends and retires the
+            // descriptor. The old code wrote under the lock, so it never got here.
+            _ = try? thread.join(timeout: .seconds(30))
+            let same = eventfdIdentity(fd) == identity
+            stillOpen.withLock { $0 = same }
+        }
+        thread.requestStop()
+        #expect(!thread.isAlive)
+        #expect(stillOpen.value, "the owner's retirement closed the descriptor under a pending write")
+        #expect(eventfdIdentity(fd) != identity, "the write's reference was the last: it closed the descriptor")
+    }
+    #endif
+
     @Test("a non-positive tick period is rejected")
     func ticksRejectZero() {
         let source = StopSource()
@@ -191,4 +223,11 @@ struct StopTokenTests {
 
 func procLink(_ path: String) -> String? {
     try? FileManager.default.destinationOfSymbolicLink(atPath: path)
+}
+
+/// The kernel's id of the eventfd open as `fd` (its `eventfd-id` in fdinfo), or nil when `fd` is
+/// not an open eventfd: the descriptor's number may be reused, its id is not.
+func eventfdIdentity(_ fd: Int32) -> String? {
+    guard let text = try? String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8) else { return nil }
+    return text.split(separator: "\n").first { $0.hasPrefix("eventfd-id:") }.map(String.init)
 }

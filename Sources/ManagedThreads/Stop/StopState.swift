@@ -42,6 +42,9 @@ final class StopState: Sendable {
     }
 
     let rare = Lock<Rare>(Rare())
+    /// References to the open descriptor: one for the state until the descriptor is retired, one
+    /// per stop request between reading it under `rare` and finishing its write.
+    private let descriptorReferences = Atomic<Int>(0)
     /// Counts callbacks that returned; ``removeCallback(_:)`` sleeps on it while one runs.
     private let callbackEnded: FutexWord
 
@@ -57,6 +60,9 @@ final class StopState: Sendable {
     /// futex sleep, so a test can land a stop exactly there (the race the sequence guards).
     /// Set by the owning thread before it waits, and only read by it.
     nonisolated(unsafe) var beforeGroupSleep: (() -> Void)?
+    /// Debug builds only: runs in a stop request after the lock is released and before the
+    /// descriptor is written, so a test can let the owner retire the descriptor there.
+    nonisolated(unsafe) var beforeDescriptorSignal: (() -> Void)?
     #endif
 
     /// The thread whose token this is, for deadline extensions; nil for a ``StopSource``.
@@ -111,7 +117,7 @@ final class StopState: Sendable {
     }
 
     private func signalReturningCallbacks(reason: StopReason) -> [Callback]? {
-        let taken = rare.withLock { rare -> (wake: Bool, callbacks: [Callback])? in
+        let taken = rare.withLock { rare -> (wake: Bool, callbacks: [Callback], descriptor: Int32)? in
             guard rare.reason == nil, !rare.ownerEnded else { return nil }
             // The reason is recorded before the word flips, so a reader that sees the stop sees why.
             rare.reason = reason
@@ -125,22 +131,29 @@ final class StopState: Sendable {
             } else {
                 wake = previous == Self.runningWithSleepers
             }
-            // Signal the descriptor while holding the lock: the woken thread may return and retire
-            // (close) it at once, and retireDescriptor takes this lock, so it cannot close the
-            // descriptor under this write (which would hit EBADF, or a reused descriptor).
-            if rare.descriptor >= 0 {
-                // Cannot fail short of a bug (EBADF traps inside); EAGAIN means already readable.
-                try? EventFD.signal(rare.descriptor)
-            }
+            // The descriptor is written after the lock is released (a thread woken by the write
+            // that ran at once would otherwise block on this lock in its exit path: two more
+            // context switches per stop on a busy CPU). Holding a reference keeps it open until
+            // the write is done, however soon the woken thread retires it.
+            let signalled = rare.descriptor >= 0 ? rare.descriptor : -1
+            if signalled >= 0 { descriptorReferences.add(1, ordering: .relaxed) }
             var callbacks: [Callback] = []
             if !rare.callbacksDone {
                 rare.callbacksDone = true
                 swap(&callbacks, &rare.callbacks)
                 if !callbacks.isEmpty { group?.callbackHolders.subtract(1, ordering: .releasing) }
             }
-            return (wake, callbacks)
+            return (wake, callbacks, signalled)
         }
         guard let taken else { return nil }
+        if taken.descriptor >= 0 {
+            #if DEBUG
+            beforeDescriptorSignal?()
+            #endif
+            // Cannot fail short of a bug (EBADF traps inside); EAGAIN means already readable.
+            try? EventFD.signal(taken.descriptor)
+            releaseDescriptor(taken.descriptor)
+        }
         if taken.wake {
             if let group { group.memberStopped(bit: wakeBit) } else { word.wakeAll() }
         }
@@ -205,6 +218,7 @@ final class StopState: Sendable {
                 try? EventFD.signal(fd)
             }
             rare.descriptor = fd
+            descriptorReferences.store(1, ordering: .relaxed)  // the owner's, until retirement
             return fd
         }
     }
@@ -213,7 +227,8 @@ final class StopState: Sendable {
     /// It is made readable first, so anything still polling it (a token that escaped the body,
     /// against the documentation) wakes instead of sleeping on a closed descriptor. One that
     /// another thread asked for stays open, readable, until the state is freed (its deinit closes
-    /// it), so a number that thread still holds is never reused under it.
+    /// it), so a number that thread still holds is never reused under it. A stop request still
+    /// writing to it keeps it open until that write is done (the last reference closes it).
     func retireDescriptor() {
         let fd = rare.withLock { rare -> Int32 in
             let fd = rare.descriptor
@@ -223,7 +238,13 @@ final class StopState: Sendable {
             rare.descriptor = -1
             return fd
         }
-        if fd >= 0 { closeDescriptor(fd) }
+        if fd >= 0 { releaseDescriptor(fd) }
+    }
+
+    /// Drops one reference to the descriptor: the owner's (at retirement) or a stop request's
+    /// (after its write). The last one closes it.
+    private func releaseDescriptor(_ fd: Int32) {
+        if descriptorReferences.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { closeDescriptor(fd) }
     }
 
     /// Registers `action`; runs it now (on this thread) when the stop already happened or the owner
