@@ -40,11 +40,13 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     /// The group's logger and metrics (or the ungrouped ones), held strongly for the thread's end.
     let instruments: Instruments
     private let tidValue = Atomic<Int32>(0)
-    private let ending = Lock<Ending>(Ending())
+    let ending = Lock<Ending>(Ending())
 
-    private struct Ending {
+    struct Ending {
         var error: (any Error)?
         var endedAt: ContinuousClock.Instant?
+        /// Async joins suspended until the thread ends (see AsyncJoin.swift).
+        var waiters = AsyncJoinWaiters()
     }
 
     // The pthread handle, published by the spawner as pthread_create returns and by the thread
@@ -259,6 +261,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         // Before the exit is marked, so a joiner sees the thread's last log line and metrics.
         instruments.threadEnded(self, tid: tid, error: error, stopRequestedAt: stop.isStopRequested ? stop.requestedAt : nil)
         life.markEnded()
+        resumeAsyncJoins()
         // Tell the group last: a shutdown reaping in exit order then finds the thread already
         // marked exited and goes straight to the kernel-level join, instead of sleeping on the
         // life word and needing a second wake-up. (Joining waits for the kernel exit, so the stack
@@ -358,16 +361,21 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     ///   its own `onStop` callbacks as it ends).
     @available(*, noasync, message: "blocks the calling thread")
     public func join(until deadline: ContinuousClock.Instant) throws(ThreadError) -> Bool {
-        try Fork.check("join \(name.debugDescription)")
-        // The calling thread is this one only if this one has started (published its handle)
-        // and not yet ended; pthread_equal needs no system call, unlike gettid.
-        if !life.hasEnded, let own = pthreadHandle, pthread_equal(own, pthread_self()) != 0 {
-            throw ThreadError(code: .selfJoin, message: "thread \(name.debugDescription) tried to join itself")
-        }
+        try checkJoinable()
         switch life.awaitTurn(until: deadline, canReap: { handleValue.load(ordering: .acquiring) != 0 }) {
         case .joined: return true
         case .timedOut: return false
         case .reap: return reap(until: deadline)
+        }
+    }
+
+    /// Throws unless a join may wait for this thread: not in a forked child, not from the thread
+    /// itself. The calling thread is this one only if this one has started (published its
+    /// handle) and not yet ended; pthread_equal needs no system call, unlike gettid.
+    func checkJoinable() throws(ThreadError) {
+        try Fork.check("join \(name.debugDescription)")
+        if !life.hasEnded, let own = pthreadHandle, pthread_equal(own, pthread_self()) != 0 {
+            throw ThreadError(code: .selfJoin, message: "thread \(name.debugDescription) tried to join itself")
         }
     }
 

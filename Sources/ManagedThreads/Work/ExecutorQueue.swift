@@ -5,7 +5,7 @@ final class ExecutorQueue: Sendable {
     struct State {
         /// Queued jobs by slot; the order of the slots is the submission order. A cancelled job
         /// leaves at once, so `jobs.count` is what waits.
-        var jobs: [UInt64: any ExecutorJob] = [:]
+        var jobs: [UInt64: any QueuedJob] = [:]
         /// The next slot to run, and the next slot to fill.
         var head: UInt64 = 0
         var tail: UInt64 = 0
@@ -14,7 +14,7 @@ final class ExecutorQueue: Sendable {
         /// Workers asleep (or about to sleep) waiting for a job.
         var idleWorkers = 0
 
-        mutating func popFirst() -> (any ExecutorJob)? {
+        mutating func popFirst() -> (any QueuedJob)? {
             while head < tail {
                 let slot = head
                 head += 1
@@ -47,7 +47,7 @@ final class ExecutorQueue: Sendable {
     }
 
     /// Queues `job`, or throws without queuing it.
-    func enqueue(_ job: any ExecutorJob, name: String) throws(ThreadError) {
+    func enqueue(_ job: any QueuedJob, name: String) throws(ThreadError) {
         let wake = try state.withLock { (state) throws(ThreadError) -> Bool in
             if state.closedBy != nil { throw Self.stoppedError(job: name, path: path) }
             if let maxQueued, state.jobs.count >= maxQueued {
@@ -72,11 +72,11 @@ final class ExecutorQueue: Sendable {
     /// The next job for a worker, sleeping while there is none; nil when the worker should end:
     /// the queue closed, or the worker's own stop was requested (then it starts nothing more, and
     /// what waits is left for `close`, which its stop runs, to cancel).
-    func next(stop: StopState) -> (any ExecutorJob)? {
+    func next(stop: StopState) -> (any QueuedJob)? {
         var sleeping = false
         while true {
             enum Step {
-                case run(any ExecutorJob)
+                case run(any QueuedJob)
                 case exit
                 case sleep(UInt32)
             }
@@ -102,10 +102,10 @@ final class ExecutorQueue: Sendable {
 
     /// Closes the queue for good and cancels every job in it. Idempotent.
     func close(reason: StopReason) {
-        let drained = state.withLock { state -> [any ExecutorJob]? in
+        let drained = state.withLock { state -> [any QueuedJob]? in
             guard state.closedBy == nil else { return nil }
             state.closedBy = reason
-            var jobs: [any ExecutorJob] = []
+            var jobs: [any QueuedJob] = []
             while let job = state.popFirst() { jobs.append(job) }
             return jobs
         }

@@ -248,7 +248,7 @@ public final class Job<Value: Sendable>: Sendable, CustomStringConvertible {
 }
 
 /// What a worker runs, whatever the job's value type.
-protocol ExecutorJob: AnyObject, Sendable {
+protocol QueuedJob: AnyObject, Sendable {
     /// Records the job's place in the queue (called once, as it is queued).
     func assign(slot: UInt64)
     /// Runs the work unless the job was cancelled; called once, by the worker that dequeued it.
@@ -257,7 +257,7 @@ protocol ExecutorJob: AnyObject, Sendable {
     func cancel(because cause: String) -> Bool
 }
 
-extension Job: ExecutorJob {
+extension Job: QueuedJob {
     func assign(slot: UInt64) {
         slotValue.store(slot, ordering: .relaxed)
     }

@@ -73,11 +73,33 @@ public final class TaskTracker: ThreadOwner, CustomStringConvertible {
         priority: TaskPriority? = nil,
         operation: sending @escaping @isolated(any) () async -> Void
     ) throws(ThreadError) -> Task<Void, Never> {
+        let id = try register(name: name)
+        return attach(id, Task(name: name, priority: priority) {
+            await operation()
+            self.taskFinished(id)
+        })
+    }
+
+    /// ``spawn(name:priority:operation:)`` for a task that prefers `executor` (a
+    /// ``ManagedTaskExecutor``'s tracked tasks).
+    func spawn(
+        name: String, priority: TaskPriority?, executorPreference executor: any TaskExecutor,
+        operation: sending @escaping () async -> Void
+    ) throws(ThreadError) -> Task<Void, Never> {
+        let id = try register(name: name)
+        return attach(id, Task(name: name, executorPreference: executor, priority: priority) {
+            await operation()
+            self.taskFinished(id)
+        })
+    }
+
+    /// Registers a task about to be created under `name`; returns its id.
+    private func register(name: String) throws(ThreadError) -> UInt64 {
         guard !name.isEmpty else { throw .invalidArgument("a task's name must not be empty") }
         // Registered before the task exists, so a stop either comes first (nothing is started)
         // or finds the entry: a join then waits for the task, and the task, once attached below,
         // is cancelled at once if the stop came meanwhile.
-        let id = try state.withLock { (state) throws(ThreadError) -> UInt64 in
+        return try state.withLock { (state) throws(ThreadError) -> UInt64 in
             guard state.stopReason == nil else {
                 throw ThreadError(
                     code: .groupStopped,
@@ -88,10 +110,10 @@ public final class TaskTracker: ThreadOwner, CustomStringConvertible {
             state.tasks[id] = Tracked(name: name, task: nil)
             return id
         }
-        let task = Task(name: name, priority: priority) {
-            await operation()
-            self.taskFinished(id)
-        }
+    }
+
+    /// Attaches the created task to its entry, and cancels it at once if a stop came meanwhile.
+    private func attach(_ id: UInt64, _ task: Task<Void, Never>) -> Task<Void, Never> {
         let stoppedMeanwhile = state.withLock { state -> Bool in
             // Absent if the task has finished already.
             if state.tasks[id] != nil { state.tasks[id]?.task = task }
