@@ -88,7 +88,7 @@ public struct StopToken: Sendable {
     ///
     /// Where a stop runs it: ``ManagedThread/requestStop(reason:)`` and
     /// ``StopSource/requestStop(reason:)`` run it on the requesting thread. A group's
-    /// ``ThreadGroup/requestStop(reason:)``, a shutdown and ``ManagedThread/stop(timeout:reason:)``
+    /// ``ThreadGroup/requestStop(reason:)``, a shutdown and ``ManagedThread/stop(timeout:reason:)-774ev``
     /// hand it to a library thread (`stop-callbacks`), so an action that blocks never holds their
     /// deadline hostage: the shutdown returns on time, and its report names every callback still
     /// running (``ShutdownReport/runningCallbacks``).

@@ -386,7 +386,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         StackPool.shared.trim()
     }
 
-    /// Waits for the thread to exit for at most `timeout`; see ``join(until:)``.
+    /// Waits for the thread to exit for at most `timeout`; see ``join(until:)-8dbxy``.
     @available(*, noasync, message: "blocks the calling thread")
     public func join(timeout: Duration) throws(ThreadError) -> Bool {
         try join(until: .after(timeout))

@@ -21,7 +21,7 @@ import Glibc
 /// `assumeIsolated` and isolation checks work from code the thread runs outside a task (a C
 /// callback on it, say).
 ///
-/// **Shutdown**, with the group (or ``shutdown(until:)-1gadq``): the thread finishes the job it
+/// **Shutdown**, with the group (or `shutdown(until:)`): the thread finishes the job it
 /// is running and ends (if the job does not end by the deadline, the thread is reported `stuck`).
 /// Jobs still queued then, and jobs enqueued afterwards, are **never dropped**: they run one at a
 /// time, in order, on a short-lived thread named `<name>-late` outside the group, which ends
@@ -55,6 +55,7 @@ public final class ManagedSerialExecutor: SerialExecutor, Sendable, CustomString
         if !queue.push(job) { runLate { [job] } }
     }
 
+    /// This executor as the runtime refers to it (return it from an actor's `unownedExecutor`).
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
@@ -80,7 +81,7 @@ public final class ManagedSerialExecutor: SerialExecutor, Sendable, CustomString
     /// How many jobs ran on the late runner because the thread had stopped.
     public var jobsRunLate: Int { lateJobs.load(ordering: .relaxed) }
 
-    /// Stops the thread and joins it within `timeout`; see ``shutdown(until:)-1gadq``.
+    /// Stops the thread and joins it within `timeout`; see `shutdown(until:)`.
     @available(*, noasync, message: "blocks the calling thread; use the async shutdown")
     @discardableResult
     public func shutdown(timeout: Duration) -> ShutdownReport {
@@ -95,7 +96,7 @@ public final class ManagedSerialExecutor: SerialExecutor, Sendable, CustomString
         group.shutdown(until: deadline)
     }
 
-    /// Async form of ``shutdown(until:)-1gadq``: the joins run on a dedicated thread.
+    /// Async form of `shutdown(until:)`: the joins run on a dedicated thread.
     @discardableResult
     public func shutdown(until deadline: ContinuousClock.Instant) async -> ShutdownReport {
         await group.shutdown(until: deadline)

@@ -16,7 +16,7 @@ import Synchronization
 /// so the jobs of many tasks interleave fairly; a job that blocks in a system call blocks only
 /// its thread. The workers are the threads of a child group at ``path``, named `<name>-0`, ….
 ///
-/// **Shutdown**, with the group (or ``shutdown(until:)-3b5de``), under the group's deadline:
+/// **Shutdown**, with the group (or `shutdown(until:)`), under the group's deadline:
 /// - the tasks started with ``spawn(name:priority:operation:)`` are cancelled, and the report lists
 ///   each one still running at the deadline as a `stuck task`, by name;
 /// - the queue closes: jobs still waiting in it, and **every job enqueued afterwards, are never
@@ -78,7 +78,7 @@ public final class ManagedTaskExecutor: TaskExecutor, Sendable, CustomStringConv
         try tracker.spawn(name: name, priority: priority, executorPreference: self, operation: operation)
     }
 
-    /// Stops the executor and joins its workers and tasks within `timeout`; see ``shutdown(until:)-3b5de``.
+    /// Stops the executor and joins its workers and tasks within `timeout`; see `shutdown(until:)`.
     @available(*, noasync, message: "blocks the calling thread; use the async shutdown")
     @discardableResult
     public func shutdown(timeout: Duration) -> ShutdownReport {
@@ -94,7 +94,7 @@ public final class ManagedTaskExecutor: TaskExecutor, Sendable, CustomStringConv
         group.shutdown(until: deadline)
     }
 
-    /// Async form of ``shutdown(until:)-3b5de``: the joins run on a dedicated thread.
+    /// Async form of `shutdown(until:)`: the joins run on a dedicated thread.
     @discardableResult
     public func shutdown(until deadline: ContinuousClock.Instant) async -> ShutdownReport {
         await group.shutdown(until: deadline)
