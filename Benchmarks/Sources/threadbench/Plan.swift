@@ -17,6 +17,12 @@ struct Plan {
     /// Short threads per `churn` round (spawned and reaped, 100 at a time).
     var churnThreads = 1_000_000
     var churnRounds = 1
+    /// Pool sizes of the executor scenario, hops per round, units per throughput sample, and
+    /// units queued behind a busy worker for its shutdown point.
+    var executorThreads = [1, 2, 4]
+    var executorHops = 200
+    var executorJobs = 20_000
+    var executorQueued = 10_000
 
     /// How many points the plan runs (for the progress line).
     var pointCount: Int {
@@ -27,6 +33,7 @@ struct Plan {
             case .stuck: total + stuck.count
             case .memory: total + memoryThreads.count
             case .churn: total + 1
+            case .executor: total + 2 * executorThreads.count + 1
             }
         }
     }
@@ -69,7 +76,8 @@ struct Plan {
         return Plan(
             scenarios: Scenario.allCases, rounds: 2, spawnOperations: 40, shutdown: shutdown,
             stuck: [StuckPoint(threads: 10, stuck: 2, deadline: .milliseconds(20), hogs: 0, mode: .spin)],
-            stuckRounds: 2, memoryThreads: [50], memoryRounds: 2, churnThreads: 2_000)
+            stuckRounds: 2, memoryThreads: [50], memoryRounds: 2, churnThreads: 2_000,
+            executorThreads: [1, 2], executorHops: 20, executorJobs: 200, executorQueued: 100)
     }
 
     static let fullThreadCounts = [1, 10, 100, 1000, 10_000]

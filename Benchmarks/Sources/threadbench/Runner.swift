@@ -4,7 +4,7 @@ import Glibc
 
 /// The scenarios threadbench knows.
 enum Scenario: String, CaseIterable, Sendable {
-    case spawn, spawnstop, shutdown, stuck, memory, churn
+    case spawn, spawnstop, shutdown, stuck, memory, churn, executor
 
     /// Whether a ratio to the baseline means anything: not for an overshoot (it can be negative,
     /// or zero for the baseline) nor for a memory growth that should be near zero for both.

@@ -24,6 +24,9 @@ struct ThreadBench: ParsableCommand {
               memory     resident memory per idle thread (RSS before/after N)
               churn      10^6 short threads spawned and reaped (100 in flight), in
                          one group: RSS growth from before them to after
+              executor   pools of 1, 2, 4 threads: hop latency (handed over ->
+                         running), throughput (ns per unit), and a shutdown with
+                         10,000 units queued behind a busy worker
 
             Systems:
               managed/*  ManagedThreads; futex = token.wait, eventfd = poll on
@@ -33,6 +36,9 @@ struct ThreadBench: ParsableCommand {
                          sequential joins: the baseline
               foundation Foundation.Thread, NSCondition + flag; "joined" once
                          its tid is gone from /proc/self/task
+              executor:  managed/task (ManagedTaskExecutor), managed/blocking
+                         (BlockingExecutor), global (the global concurrent
+                         executor), nio (NIOThreadPool): the baseline there
 
             Systems alternate within each round. ratio = median / median of
             pthread in the same rounds. The bare command runs a representative
@@ -165,12 +171,27 @@ struct ThreadBench: ParsableCommand {
                 }
             case .churn:
                 ChurnScenario.run(runner, threads: plan.churnThreads, rounds: plan.churnRounds, stackSize: stack)
+            case .executor:
+                ExecutorScenario.run(
+                    runner, threads: plan.executorThreads, rounds: plan.rounds, hops: plan.executorHops,
+                    jobs: plan.executorJobs, queued: plan.executorQueued)
             }
         }
         progress.finish()
 
         let leftover = TaskDirectory.liveTIDs().count - threadsAtStart
-        if leftover > 0 { runner.notes.append("\(leftover) threads were still alive at the end of the run") }
+        if leftover > 0 {
+            let names = TaskDirectory.liveTIDs().compactMap { tid in
+                (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let counts = Dictionary(names.map { ($0, 1) }, uniquingKeysWith: +).sorted { $0.key < $1.key }
+            runner.notes.append(
+                "\(leftover) threads more than at the start were alive at the end of the run; by kernel name: "
+                    + counts.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+                    + (names.contains { $0.hasSuffix("-qos") || $0.contains("qos.") }
+                        ? " (the *-qos threads are Swift's global concurrent executor and Dispatch, which keep their workers)" : ""))
+        }
         if pin { runner.notes.append("--pin: the controller and every thread ran on CPU 0 only") }
         let report = RunReport(
             machine: .current(),

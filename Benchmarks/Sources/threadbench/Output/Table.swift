@@ -79,7 +79,7 @@ enum TableOutput {
                 + "Swift \(machine.swift); \(Format.decimal(report.elapsedSeconds, digits: 1)) s",
             "ratio = median / median of the raw pthread baseline in the same rounds. spawn*: per thread; "
                 + "shutdown: stop requested → all gone; stuck: overshoot past the deadline (no ratio); "
-                + "memory: RSS per idle thread; churn: RSS growth (no ratio). p99 shown from 100 samples.",
+                + "memory: RSS per idle thread; churn: RSS growth (no ratio); executor: ratio to NIOThreadPool. p99 shown from 100 samples.",
             "",
         ]
         let headlines = headlines(report.measurements)
@@ -119,7 +119,7 @@ enum TableOutput {
                 let rated = managed.filter { $0.ratio != nil }
                 guard let worst = rated.max(by: { $0.ratio! < $1.ratio! }), let best = rated.min(by: { $0.ratio! < $1.ratio! }) else { continue }
                 lines.append(
-                    "\(scenario): managed/pthread median ratio: worst \(Format.ratio(worst.ratio)) (\(at(worst))), "
+                    "\(scenario): managed/\(scenario == Scenario.executor.rawValue ? "nio" : "pthread") median ratio: worst \(Format.ratio(worst.ratio)) (\(at(worst))), "
                         + "best \(Format.ratio(best.ratio)) over \(rated.count) rows")
             }
         }

@@ -22,8 +22,9 @@ struct SystemID: Hashable, Sendable, CustomStringConvertible {
     /// Whether this managed configuration uses glibc-allocated stacks.
     var usesGlibcStacks: Bool { variant == Self.glibcStackVariant }
 
-    /// Whether this is the raw-pthread baseline that ratios are taken against.
-    var isBaseline: Bool { system == "pthread" }
+    /// Whether this is the baseline that ratios are taken against: raw pthreads, or for the
+    /// executor scenario (where no pthread row runs) swift-nio's NIOThreadPool.
+    var isBaseline: Bool { system == "pthread" || system == "nio" }
 
     static let pthread = SystemID(system: "pthread")
     static let foundation = SystemID(system: "foundation")
