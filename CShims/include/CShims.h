@@ -160,6 +160,38 @@ static inline int cshims_atomic_cas_u32(uint32_t *_Nonnull p, uint32_t expected,
     return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
 
+
+// ---- Stack capture (CShims/capture.c; policy in Diagnostics/StackCapture.swift).
+
+/// Capture slots: at most this many captures in flight at once.
+#define CSHIMS_CAPTURE_SLOTS 64
+/// Frames kept per capture.
+#define CSHIMS_CAPTURE_FRAMES 64
+
+/// Installs the capture handler on `sig` (SA_SIGINFO | SA_RESTART, every signal blocked while it
+/// runs), after warming up the unwinder. Returns 0 or -1 with errno.
+int cshims_capture_install(int sig, struct sigaction *_Nonnull previous);
+/// Whether `sig`'s handler is the capture handler.
+int cshims_capture_is_installed(int sig);
+/// `dladdr` (GNU): the image containing `address` and its load base, and the nearest exported
+/// symbol at or below it (NULL when none). Returns 1 when `address` is in a loaded image.
+int cshims_dladdr(const void *_Nullable address, const char *_Nullable *_Nonnull file,
+                  uintptr_t *_Nonnull file_base, const char *_Nullable *_Nonnull symbol,
+                  uintptr_t *_Nonnull symbol_address);
+/// SIGRTMAX (a macro over a glibc call, which Swift cannot import).
+int cshims_sigrtmax(void);
+/// Runs the unwinder's one-time set-up outside any handler.
+void cshims_capture_warm_up(void);
+/// Arms a free slot for thread `tid`; returns its index, or -1 when all are in use.
+int cshims_capture_arm(pid_t tid);
+/// Waits (at most `timeout`, relative) until the slot's handler has written; 1 when it has.
+int cshims_capture_wait(int index, const struct timespec *_Nullable timeout);
+/// Copies a written slot's frames out (at most `capacity`) and frees it; returns the count.
+int cshims_capture_take(int index, uintptr_t *_Nonnull frames, int capacity, uintptr_t *_Nonnull interrupted_pc);
+/// Gives up on a slot: frees it unless a handler is writing it now (then returns 1; it is freed
+/// by a later take or cancel once the handler is done).
+int cshims_capture_cancel(int index);
+
 #ifdef __cplusplus
 }
 #endif

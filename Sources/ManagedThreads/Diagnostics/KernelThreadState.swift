@@ -23,6 +23,12 @@ public struct KernelThreadState: Sendable, Hashable, Codable, CustomStringConver
     public var syscallNumber: Int?
     /// CPU time consumed in user and kernel mode, in nanoseconds.
     public var cpuTimeNanoseconds: Int64
+    /// For a system call on a descriptor (`read`, `accept`, `recvmsg`, …): the descriptor and what
+    /// it is, `fd 7 → pipe:[12345]` or `fd 9 → socket:[…] TCP 0.0.0.0:8080 LISTEN`.
+    public var descriptor: String?
+    /// The kernel's stack of the thread (`/proc/self/task/<tid>/stack`), when it is readable (it
+    /// usually needs `CAP_SYS_ADMIN`), innermost first.
+    public var kernelStack: [String]?
 
     /// The state as a word ("running", "sleeping", …).
     public var stateName: String {
@@ -51,7 +57,15 @@ public struct KernelThreadState: Sendable, Hashable, Codable, CustomStringConver
     /// `S (sleeping), in read, wchan anon_pipe_read, cpu 0.0ms`.
     public var description: String {
         var parts = ["\(state) (\(stateName))"]
-        if let syscallName { parts.append("in \(syscallName)") }
+        if let syscallName {
+            if let descriptor {
+                parts.append("in \(syscallName)(\(descriptor))")
+            } else if syscallName == "futex" {
+                parts.append("in futex (waiting on a lock, a condition or a futex word)")
+            } else {
+                parts.append("in \(syscallName)")
+            }
+        }
         if let waitChannel { parts.append("wchan \(waitChannel)") }
         parts.append("cpu \(cpuTime.formattedMilliseconds)")
         return parts.joined(separator: ", ")
@@ -73,13 +87,28 @@ public struct KernelThreadState: Sendable, Hashable, Codable, CustomStringConver
         var wchan = ProcFS.read("\(base)/wchan")?.trimmingSpaces
         if wchan == "0" || wchan == "" { wchan = nil }
         var syscallNumber: Int?
-        if let text = ProcFS.read("\(base)/syscall"), let first = text.split(separator: " ").first {
+        var descriptor: String?
+        if let text = ProcFS.read("\(base)/syscall") {
+            let words = text.split(separator: " ")
             // "running" while in user space, "-1 …" when blocked but not in a system call.
-            if let number = Int(first.trimmingSpaces), number >= 0 { syscallNumber = number }
+            if let first = words.first, let number = Int(first.trimmingSpaces), number >= 0 {
+                syscallNumber = number
+                // The first argument, in hex: the descriptor, for the calls that take one.
+                if let name = SyscallNames.name(for: number), DescriptorNames.takesDescriptor.contains(name),
+                    words.count > 1, let fd = Int(words[1].dropFirst(2), radix: 16), fd < Int(Int32.max)
+                {
+                    descriptor = "fd \(fd)" + (DescriptorNames.describe(fd).map { " → \($0)" } ?? "")
+                }
+            }
+        }
+        let kernelStack = ProcFS.read("\(base)/stack").map { text in
+            // "[<0>] pipe_read+0x2f1/0x4a0": the function and offset.
+            text.split(separator: "\n").map { line in String(line.split(separator: " ").last ?? line) }
         }
         return KernelThreadState(
             tid: tid, name: name, state: String(fields[0]), waitChannel: wchan,
-            syscallNumber: syscallNumber, cpuTimeNanoseconds: cpu)
+            syscallNumber: syscallNumber, cpuTimeNanoseconds: cpu, descriptor: descriptor,
+            kernelStack: kernelStack?.isEmpty == false ? kernelStack : nil)
     }
 }
 

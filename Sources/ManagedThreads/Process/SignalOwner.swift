@@ -11,12 +11,15 @@ import Glibc
 /// Invariants:
 /// 1. **No thread's mask is changed**, except that a managed thread, as it starts, unblocks the
 ///    interrupt signals (by default only SIGURG, which does not queue and whose default action is
-///    to be ignored, so unblocking it can never end or disturb the process). Shutdown signals are
-///    never blocked: threads and child processes (`posix_spawn`, `Foundation.Process`) keep the
-///    mask the application gave them.
+///    to be ignored, so unblocking it can never end or disturb the process) and the stack-capture
+///    signal (`SIGRTMAX - 3`, only once its handler is in place, at the first managed thread's
+///    start, so its default action never applies). Shutdown signals are never blocked: threads
+///    and child processes (`posix_spawn`, `Foundation.Process`) keep the mask the application
+///    gave them.
 /// 2. **A handler does one async-signal-safe thing**: the routing handler adds one to the
 ///    signal's eventfd (a watcher polls it); the interrupt handler clears the thread's
-///    interrupt word. In a forked child the routing handler puts the old action back and raises
+///    interrupt word; the capture handler unwinds the thread's stack into the slot armed for it
+///    (CShims/capture.c: no allocation, no lock). In a forked child the routing handler puts the old action back and raises
 ///    the signal again, so the child behaves as it would without the library.
 /// 3. **No delivery is lost or misdirected.** A signal's eventfd exists before its handler is
 ///    installed and stays open for the life of the process, so there is no window in which the
@@ -34,8 +37,15 @@ enum SignalOwner {
     enum Role: Equatable {
         case shutdown
         case interrupt
+        case capture
 
-        var description: String { self == .shutdown ? "a shutdown signal (ShutdownSignals)" : "an interrupt signal (Escalation)" }
+        var description: String {
+            switch self {
+            case .shutdown: "a shutdown signal (ShutdownSignals)"
+            case .interrupt: "an interrupt signal (Escalation)"
+            case .capture: "the stack-capture signal (StackCapture)"
+            }
+        }
     }
 
     private struct State {
@@ -44,7 +54,13 @@ enum SignalOwner {
         var routeDescriptors: [Int32: Int32] = [:]
         /// Interrupt signals whose handler is ours.
         var interrupters: Set<Int32> = []
+        /// The outcome of installing the capture handler: nil until tried, then "" when it is in
+        /// place, else why it is not.
+        var capture: String?
     }
+
+    /// Set once the capture handler is in place (or failed): the per-thread start skips the lock.
+    private static let captureTried = Atomic<Bool>(false)
 
     private static let state = Lock<State>(State())
 
@@ -171,9 +187,42 @@ enum SignalOwner {
         }
     }
 
+    // MARK: The capture signal
+
+    /// Installs the stack-capture handler on `signal` once, and adds the signal to what managed
+    /// threads unblock (after the handler is in, so it is never unblocked while its default
+    /// action would end the process). Returns why captures cannot run, or nil.
+    static func prepareCapture(_ signal: Int32) -> String? {
+        state.withLock { state -> String? in
+            if let outcome = state.capture {
+                if !outcome.isEmpty { return outcome }
+                return cshims_capture_is_installed(signal) == 1 ? nil : "the handler for \(Signals.name(signal)) was replaced by someone else"
+            }
+            let outcome: String
+            if let error = conflict(signal, wanted: .capture, in: state) {
+                outcome = error.message
+            } else if cshims_signal_is_default(signal) != 1 {
+                outcome = "\(Signals.name(signal)) already has an action installed by the application"
+            } else {
+                var previous = sigaction()
+                if cshims_capture_install(signal, &previous) == 0 {
+                    state.roles[signal] = .capture
+                    if signal < 64 { unblockMask.bitwiseOr(1 << UInt64(signal), ordering: .relaxed) }
+                    outcome = ""
+                } else {
+                    outcome = "sigaction(\(Signals.name(signal))) failed: errno \(errno)"
+                }
+            }
+            state.capture = outcome
+            captureTried.store(true, ordering: .releasing)
+            return outcome.isEmpty ? nil : outcome
+        }
+    }
+
     /// Unblocks the interrupt signals in the calling thread (a managed thread starting) and points
     /// the interrupt handler at the thread's word.
     static func threadStarted(interruptWord: FutexWord) {
+        if !captureTried.load(ordering: .acquiring) { _ = StackCapture.prepare() }
         cshims_thread_set_interrupt_word(interruptWord.pointer)
         var mask = unblockMask.load(ordering: .relaxed)
         var set = sigset_t()

@@ -96,6 +96,9 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
         public var error: String?
         /// The kernel's view, for threads still alive.
         public var kernel: KernelThreadState?
+        /// The user-space stack, for threads still alive (captured with ``StackCapture`` for
+        /// the same threads that get a kernel view), or why it is unavailable.
+        public var stack: StackTrace?
         /// Whether the shutdown's interrupt step (see ``Escalation``) sent it the signal.
         public var interrupted: Bool = false
         /// Whether the entry is a thread or a task. JSON written before tasks were reported has
@@ -241,7 +244,14 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
             var header = "\(indent)\(node.name): \(node.joined) joined"
             if let finished = node.componentFinished { header += finished ? ", finished" : ", NOT finished" }
             lines.append(header)
-            for entry in node.entries { lines.append("\(indent)  - \(entry)") }
+            for entry in node.entries {
+                lines.append("\(indent)  - \(entry)")
+                if let stack = entry.stack { lines += Self.stackLines(stack, indent: indent + "      ") }
+                if let kernelStack = entry.kernel?.kernelStack {
+                    lines.append("\(indent)      kernel stack: " + kernelStack.prefix(6).joined(separator: " ← ")
+                        + (kernelStack.count > 6 ? " ← …" : ""))
+                }
+            }
             for child in node.children { render(child, indent + "  ") }
         }
         render(root, "")
@@ -252,6 +262,18 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
 }
 
 extension ShutdownReport {
+    /// Frames shown per stack in the text form (the JSON form has them all).
+    static let framesShown = 16
+
+    /// A stack as indented report lines: the first ``framesShown`` frames, then how many more.
+    static func stackLines(_ stack: StackTrace, indent: String) -> [String] {
+        if stack.unavailable != nil { return ["\(indent)\(stack)"] }
+        let frames = stack.frames
+        var lines = frames.prefix(framesShown).enumerated().map { "\(indent)#\($0.offset) \($0.element)" }
+        if frames.count > framesShown { lines.append("\(indent)… \(frames.count - framesShown) more frames") }
+        return lines
+    }
+
     /// The report of a shutdown called in a forked child (see ``ThreadError/Code/forkedChild``):
     /// the parent's threads do not exist there, so there is nothing to stop or wait for.
     static func forkedChild(groupPath: String, name: String, policy: ShutdownPolicy) -> ShutdownReport {
@@ -278,6 +300,7 @@ extension ShutdownReport.ThreadEntry {
         kernel = try container.decodeIfPresent(KernelThreadState.self, forKey: .kernel)
         kind = try container.decodeIfPresent(Kind.self, forKey: .kind) ?? .thread
         interrupted = try container.decodeIfPresent(Bool.self, forKey: .interrupted) ?? false
+        stack = try container.decodeIfPresent(StackTrace.self, forKey: .stack)
     }
 }
 

@@ -240,6 +240,7 @@ struct ShutdownRun {
                 entries.append(entry)
             }
         }
+        attachStacks(to: &entries)
         var children: [ShutdownReport.Node] = []
         for entry in plan.children {
             switch entry.child {
@@ -252,6 +253,21 @@ struct ShutdownRun {
         let node = ShutdownReport.Node(name: plan.group.name, path: plan.path, joined: joined, entries: entries, children: children)
         plan.node = node
         return node
+    }
+
+    /// How long a report waits for the stacks of its stuck threads, all captured at once. The
+    /// report's reserve learns what reports cost (``ReportCost``), this wait included.
+    static let stackBudget = Duration.milliseconds(2)
+
+    /// Captures the user-space stack of every entry that got a kernel view (the stuck and
+    /// orphaned threads still alive, up to ``kernelViewLimit``), in one batch.
+    private func attachStacks(to entries: inout [ShutdownReport.ThreadEntry]) {
+        let wanted = entries.indices.filter { entries[$0].kernel != nil && entries[$0].tid != nil }
+        guard !wanted.isEmpty else { return }
+        let stacks = StackCapture.capture(wanted.compactMap { entries[$0].tid }, until: .after(Self.stackBudget))
+        for index in wanted {
+            if let tid = entries[index].tid, let stack = stacks[tid] { entries[index].stack = stack.trace }
+        }
     }
 
     static func entry(
