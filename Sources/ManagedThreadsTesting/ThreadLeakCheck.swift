@@ -190,7 +190,7 @@ public final class ThreadLeakCheck: Sendable {
                 }
                 let kind: Leak.Kind = entry.map { $0.status == .stuck ? .stuck : .orphaned } ?? .stoppedByCheck
                 let detail = entry?.description
-                    ?? "tid \(tid.map(String.init) ?? "-"), age \(milliseconds(thread.spawnTime.duration(to: .now))), exited after the stop"
+                    ?? "tid \(tid.map(String.init) ?? "-"), age \(milliseconds(thread.spawnTime.duration(to: .now))), exited after the stop; spawned at \(thread.spawnSite)"
                 leaks.append(Leak(
                     name: thread.name, groupPath: thread.groupPath, tid: tid, kind: kind,
                     isKnown: options.isKnownLeak(thread.name), detail: detail))

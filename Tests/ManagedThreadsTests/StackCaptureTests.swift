@@ -108,4 +108,29 @@ struct StackCaptureTests {
         _ = write(pipe.writeEnd, &one, 1)
         #expect(try thread.join(timeout: .seconds(30)))
     }
+
+    @Test("a leaked thread: the leak check's failure names the file and line of its spawn, and the spawning thread")
+    func leakNamesSpawnSite() throws {
+        let check = try ThreadLeakCheck(name: "spawn-site")
+        let line = Locked<Int>(0)
+        try check.run {
+            line.withLock { $0 = #line + 1 }
+            try ThreadGroup.current.spawn(name: "forgotten") { token in _ = token.wait(timeout: .seconds(60)) }
+        }
+        let outcome = check.finish()
+        let leak = try #require(outcome.leaks.first { $0.name == "forgotten" }, "\(outcome)")
+        #expect(leak.detail.contains("spawned at ManagedThreadsTests/StackCaptureTests.swift:\(line.value) by "), "\(leak)")
+        // A thread spawned by a managed thread names it.
+        let group = try ThreadGroup.current.makeChild(name: "spawn-site-nested")
+        let inner = Locked<ManagedThread?>(nil)
+        let outer = try group.spawn(name: "parent-thread") { _ in
+            let child = try ThreadGroup.current.spawn(name: "child-thread") { _ in }
+            inner.withLock { $0 = child }
+        }
+        #expect(try outer.join(timeout: .seconds(30)))
+        let child = try #require(inner.value)
+        #expect(child.spawnSite.spawner == "parent-thread")
+        #expect(child.spawnSite.fileID == "ManagedThreadsTests/StackCaptureTests.swift")
+        #expect(group.shutdown(timeout: .seconds(30)).isClean)
+    }
 }

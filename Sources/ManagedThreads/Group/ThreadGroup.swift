@@ -143,6 +143,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     ///   - purpose: what the thread is for, shown in status dumps and reports.
     ///   - options: stack size, stack allocation and the background flag.
     ///   - stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
+    ///   - fileID, line: where the spawn is, for ``ManagedThread/spawnSite`` (leave the defaults).
     ///   - body: the work; it should return soon after its token reports a stop.
     /// - Throws: ``ThreadError/Code/groupStopped`` once a stop was requested, or what
     ///   `ManagedThread.spawn` throws.
@@ -152,12 +153,15 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         purpose: String? = nil,
         options: ThreadOptions = ThreadOptions(),
         stopPriority: Int = 0,
+        fileID: String = #fileID,
+        line: Int = #line,
         _ body: sending @escaping (StopToken) throws -> Void
     ) throws(ThreadError) -> ManagedThread {
         try Fork.check("spawn \(name.debugDescription) in \(path)")
         try ManagedThread.validate(name: name, options: options)
         ledger.reapFinished(groupPath: path)
-        let thread = ManagedThread(name: name, purpose: purpose, options: options, group: self, body: body)
+        let thread = ManagedThread(
+            name: name, purpose: purpose, options: options, group: self, site: .here(fileID: fileID, line: line), body: body)
         try state.withLock { (state) throws(ThreadError) in
             guard state.phase == .running else { throw stoppedError(action: "spawn \(name.debugDescription)") }
             ledger.admit(thread, serial: state.serial(), priority: stopPriority)
@@ -296,11 +300,14 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
         public var tid: Int32?
         /// Whether it is a background thread.
         public var isBackground: Bool
+        /// Where it was spawned, and by which thread.
+        public var spawnSite: SpawnSite?
 
         /// One line: path, name, state, tid, age, background flag and purpose.
         public var description: String {
             "\(groupPath)/\(name) [\(state)] tid \(tid.map(String.init) ?? "-") age \(age.formattedMilliseconds)"
                 + (isBackground ? " background" : "") + (purpose.map { " — \($0)" } ?? "")
+                + (spawnSite.map { ", spawned at \($0)" } ?? "")
         }
     }
 
@@ -314,7 +321,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
                 name: thread.name, groupPath: path,
                 state: !thread.isAlive ? "exited" : thread.isStopRequested ? "stopping" : "running",
                 age: thread.spawnTime.duration(to: now), purpose: thread.purpose, tid: thread.tid,
-                isBackground: thread.isBackground)
+                isBackground: thread.isBackground, spawnSite: thread.spawnSite)
         }
         return mine + children.compactMap { $0 as? ThreadGroup }.flatMap { $0.status() }
     }

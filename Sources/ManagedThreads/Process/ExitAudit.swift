@@ -74,6 +74,8 @@ public enum ExitAudit {
             public var tid: Int32?
             /// The kernel's view of it, if it could be read.
             public var kernel: KernelThreadState?
+            /// Its user-space stack (``StackCapture``), or why there is none.
+            public var stack: StackTrace?
 
             /// `kind "name" in path, tid N; kernel: …`.
             public var description: String {
@@ -81,6 +83,9 @@ public enum ExitAudit {
                 if let groupPath { text += " in \(groupPath)" }
                 if let tid { text += ", tid \(tid)" }
                 if let kernel { text += "; kernel: \(kernel)" }
+                if let stack {
+                    text += "\n" + ShutdownReport.stackLines(stack, indent: "      ").joined(separator: "\n")
+                }
                 return text
             }
         }
@@ -170,6 +175,11 @@ public enum ExitAudit {
                 !options.ignoredNamePrefixes.contains(where: { entry.name.hasPrefix($0) })
             else { continue }
             lingering.append(.init(kind: .unmanaged, name: entry.name, groupPath: nil, tid: entry.tid, kernel: KernelThreadState.read(tid: entry.tid)))
+        }
+        // Every lingering thread's stack, captured in one batch (a few ms at most).
+        let stacks = StackCapture.capture(lingering.compactMap(\.tid), until: .after(ShutdownRun.stackBudget))
+        for index in lingering.indices {
+            if let tid = lingering[index].tid { lingering[index].stack = stacks[tid]?.trace }
         }
         return Findings(report: report, lingering: lingering)
     }

@@ -14,9 +14,24 @@ public enum ThreadAudit {
         /// Whether the thread is a running ``ManagedThread``.
         public var isManaged: Bool
 
-        /// `tid "name" state`, followed by `managed` for a managed thread.
+        /// What the kernel name says about where an unmanaged thread came from, when it is one
+        /// the Swift toolchain's runtimes give (a thread inherits its creator's name until it
+        /// names itself, and the kernel keeps only 15 bytes, so a raw `Thread` started from a
+        /// Swift concurrency or Dispatch thread shows as the tail of that thread's name).
+        public var origin: String? {
+            if isManaged { return nil }
+            if name.hasSuffix("-qos") || name.contains("qos.") || name.hasPrefix("com.apple.") {
+                return "the name of a Dispatch or Swift concurrency pool thread (com.apple.root.*-qos, cut to 15 bytes): "
+                    + "that pool's own thread, or a thread started from one that never named itself (a raw Thread or pthread)"
+            }
+            if name.hasPrefix("NSThread") || name == "Thread" { return "a Foundation.Thread that was not given a name" }
+            return nil
+        }
+
+        /// `tid "name" state`, followed by `managed` for a managed thread, and what the name says
+        /// about the thread's origin when it says something.
         public var description: String {
-            "\(tid) \(name.debugDescription) \(state)\(isManaged ? " managed" : "")"
+            "\(tid) \(name.debugDescription) \(state)\(isManaged ? " managed" : "")" + (origin.map { " (\($0))" } ?? "")
         }
     }
 

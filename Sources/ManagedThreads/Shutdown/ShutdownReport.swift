@@ -96,6 +96,8 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
         public var error: String?
         /// The kernel's view, for threads still alive.
         public var kernel: KernelThreadState?
+        /// Where the thread was made (nil for tasks, and in JSON written before it was recorded).
+        public var spawnSite: SpawnSite?
         /// The user-space stack, for threads still alive (captured with ``StackCapture`` for
         /// the same threads that get a kernel view), or why it is unavailable.
         public var stack: StackTrace?
@@ -131,6 +133,7 @@ public struct ShutdownReport: Sendable, Hashable, Codable, CustomStringConvertib
                 text += acknowledged ? ", token acknowledged" : ", token never checked"
                 if interrupted { text += ", interrupted" }
                 if let kernel { text += "; kernel: \(kernel)" }
+                if let spawnSite { text += "; spawned at \(spawnSite)" }
             }
             if let error { text += "; threw \(error)" }
             return text
@@ -301,6 +304,7 @@ extension ShutdownReport.ThreadEntry {
         kind = try container.decodeIfPresent(Kind.self, forKey: .kind) ?? .thread
         interrupted = try container.decodeIfPresent(Bool.self, forKey: .interrupted) ?? false
         stack = try container.decodeIfPresent(StackTrace.self, forKey: .stack)
+        spawnSite = try container.decodeIfPresent(SpawnSite.self, forKey: .spawnSite)
     }
 }
 

@@ -275,12 +275,14 @@ struct ShutdownRun {
         kernelView: Bool = true
     ) -> ShutdownReport.ThreadEntry {
         let alive = kernelView && (status == .stuck || status == .orphaned || status == .abandoned)
-        return ShutdownReport.ThreadEntry(
+        var entry = ShutdownReport.ThreadEntry(
             name: thread.name, groupPath: path, purpose: thread.purpose, tid: thread.tid, status: status,
             acknowledged: thread.acknowledgedStop,
             sinceStopNanoseconds: thread.stopRequestedAt.map { $0.duration(to: now).nanosecondsClamped },
             error: thread.error.map { String(describing: $0) },
             kernel: alive ? thread.tid.flatMap { KernelThreadState.read(tid: $0) } : nil)
+        entry.spawnSite = thread.spawnSite
+        return entry
     }
 }
 

@@ -75,6 +75,11 @@ enum PThread {
         precondition(rc == 0, "pthread_setspecific failed with \(Errno.name(rc))")
     }
 
+    /// The calling thread's value for `key` (`pthread_getspecific`: no system call).
+    static func getSpecific(_ key: pthread_key_t) -> UnsafeMutableRawPointer? {
+        pthread_getspecific(key)
+    }
+
     /// The kernel thread id of the calling thread.
     @inline(__always) static var currentTID: pid_t { cshims_gettid() }
 

@@ -29,6 +29,8 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     public let spawnTime: ContinuousClock.Instant
     /// Whether group shutdowns skip waiting for this thread; see ``ThreadOptions/isBackground``.
     public let isBackground: Bool
+    /// Where the thread was made: the spawning code's file and line, and the spawning thread.
+    public let spawnSite: SpawnSite
 
     let stop: StopState
     let life: ThreadLife
@@ -72,9 +74,10 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     #endif
 
     init(
-        name: String, purpose: String?, options: ThreadOptions, group: ThreadGroup? = nil,
+        name: String, purpose: String?, options: ThreadOptions, group: ThreadGroup? = nil, site: SpawnSite,
         body: @escaping (StopToken) throws -> Void
     ) {
+        self.spawnSite = site
         self.group = group
         self.groupPath = group?.path
         self.instruments = group?.instruments ?? .ungrouped
@@ -125,6 +128,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     ///   - name: the full name; must not be empty or contain NUL. The kernel gets ``kernelName``.
     ///   - purpose: what the thread is for, shown in reports.
     ///   - options: stack size and the background flag.
+    ///   - fileID, line: where the spawn is, for ``spawnSite`` (leave the defaults).
     ///   - body: the work; it should return soon after its token reports a stop.
     /// - Throws: ``ThreadError`` with ``ThreadError/Code/invalidArgument`` for a bad name or stack
     ///   size, or ``ThreadError/Code/systemCall`` (`pthread_create`, EAGAIN/EPERM) when the
@@ -133,11 +137,14 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         name: String,
         purpose: String? = nil,
         options: ThreadOptions = ThreadOptions(),
+        fileID: String = #fileID,
+        line: Int = #line,
         _ body: sending @escaping (StopToken) throws -> Void
     ) throws(ThreadError) -> ManagedThread {
         try Fork.check("spawn \(name.debugDescription)")
         try validate(name: name, options: options)
-        let thread = ManagedThread(name: name, purpose: purpose, options: options, body: body)
+        let thread = ManagedThread(
+            name: name, purpose: purpose, options: options, site: .here(fileID: fileID, line: line), body: body)
         try thread.start(options: options)
         return thread
     }

@@ -153,6 +153,7 @@ extension ThreadGroup {
     ///   - maxQueued: the most jobs that may wait to start; nil (the default) for no limit.
     ///   - options: the workers' thread options (stack size, stack allocation, background flag).
     ///   - stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
+    ///   - fileID, line: where the call is, the workers' ``ManagedThread/spawnSite`` (leave the defaults).
     /// - Throws: ``ThreadError/Code/invalidArgument`` for a bad name, thread count, `maxQueued`
     ///   or stack size; ``ThreadError/Code/groupStopped`` once this group is stopping; a
     ///   ``ThreadError/Code/systemCall`` error when the system refuses a worker (the workers
@@ -162,7 +163,9 @@ extension ThreadGroup {
         threads: Int,
         maxQueued: Int? = nil,
         options: ThreadOptions = ThreadOptions(),
-        stopPriority: Int = 0
+        stopPriority: Int = 0,
+        fileID: String = #fileID,
+        line: Int = #line
     ) throws(ThreadError) -> BlockingExecutor {
         guard (1...BlockingExecutor.maximumThreads).contains(threads) else {
             throw .invalidArgument(
@@ -180,7 +183,9 @@ extension ThreadGroup {
             for index in 0..<threads {
                 let workerName = "\(name)-\(index)"
                 workers.append(
-                    try group.spawn(name: workerName, purpose: "worker of executor \(group.path)", options: options) { token in
+                    try group.spawn(
+                        name: workerName, purpose: "worker of executor \(group.path)", options: options, fileID: fileID, line: line
+                    ) { token in
                         BlockingExecutor.runWorker(queue: queue, token: token, name: workerName)
                     })
             }

@@ -182,16 +182,20 @@ extension ThreadGroup {
     ///   - name: the executor's and the thread's name; must not be empty or contain `/` or NUL.
     ///   - options: the thread's options.
     ///   - stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
+    ///   - fileID, line: where the call is, the thread's ``ManagedThread/spawnSite`` (leave the defaults).
     /// - Throws: ``ThreadError/Code/invalidArgument`` for a bad name or stack size;
     ///   ``ThreadError/Code/groupStopped`` once this group is stopping; a
     ///   ``ThreadError/Code/systemCall`` error when the system refuses the thread.
     public func makeSerialExecutor(
-        name: String, options: ThreadOptions = ThreadOptions(), stopPriority: Int = 0
+        name: String, options: ThreadOptions = ThreadOptions(), stopPriority: Int = 0,
+        fileID: String = #fileID, line: Int = #line
     ) throws(ThreadError) -> ManagedSerialExecutor {
         try ManagedThread.validate(name: name, options: options)
         let group = try makeChild(name: name, stopPriority: stopPriority)
         let executor = ManagedSerialExecutor(name: name, group: group)
-        let thread = try group.spawn(name: name, purpose: "thread of serial executor \(group.path)", options: options) { token in
+        let thread = try group.spawn(
+            name: name, purpose: "thread of serial executor \(group.path)", options: options, fileID: fileID, line: line
+        ) { token in
             executor.runWorker(token: token)
         }
         executor.worker.withLock { $0 = thread }

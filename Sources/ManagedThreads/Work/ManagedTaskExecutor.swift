@@ -147,12 +147,14 @@ extension ThreadGroup {
     ///   - threads: how many workers, 1 through ``ManagedTaskExecutor/maximumThreads``.
     ///   - options: the workers' thread options.
     ///   - stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
+    ///   - fileID, line: where the call is, the workers' ``ManagedThread/spawnSite`` (leave the defaults).
     /// - Throws: ``ThreadError/Code/invalidArgument`` for a bad name, thread count or stack size;
     ///   ``ThreadError/Code/groupStopped`` once this group is stopping; a
     ///   ``ThreadError/Code/systemCall`` error when the system refuses a worker (those already
     ///   started are then stopped, and reaped with this group).
     public func makeTaskExecutor(
-        name: String, threads: Int, options: ThreadOptions = ThreadOptions(), stopPriority: Int = 0
+        name: String, threads: Int, options: ThreadOptions = ThreadOptions(), stopPriority: Int = 0,
+        fileID: String = #fileID, line: Int = #line
     ) throws(ThreadError) -> ManagedTaskExecutor {
         guard (1...ManagedTaskExecutor.maximumThreads).contains(threads) else {
             throw .invalidArgument("a task executor needs 1...\(ManagedTaskExecutor.maximumThreads) threads, not \(threads)")
@@ -163,7 +165,8 @@ extension ThreadGroup {
         do throws(ThreadError) {
             for index in 0..<threads {
                 let worker = try group.spawn(
-                    name: "\(name)-\(index)", purpose: "worker of task executor \(group.path)", options: options
+                    name: "\(name)-\(index)", purpose: "worker of task executor \(group.path)", options: options,
+                    fileID: fileID, line: line
                 ) { token in
                     executor.runWorker(token: token)
                 }
