@@ -144,9 +144,9 @@ public final class ShutdownSignals: Sendable {
         do {
             try instance.startWatcher()
         } catch {
-            SignalOwner.unrouteShutdownSignals(signals)
+            SignalOwner.unrouteSignals(signals)
             // Deliveries counted meanwhile have no watcher to go to; the old action is back.
-            _ = SignalOwner.releaseShutdownSignals(signals)
+            _ = SignalOwner.releaseSignals(signals)
             throw error
         }
         return instance
@@ -345,14 +345,14 @@ public final class ShutdownSignals: Sendable {
     @available(*, noasync, message: "joins the watcher thread")
     public func cancel() {
         guard cancelled.requestStop(reason: .requested) else { return }
-        SignalOwner.unrouteShutdownSignals(options.signals)
+        SignalOwner.unrouteSignals(options.signals)
         let thread = watcher.withLock { $0 }
         // The watcher wakes on its cancel descriptor and ends promptly.
         _ = try? thread?.join(until: .after(.seconds(10)))
         // Its wake-up eventfd is not needed any more: close it now rather than when the last
         // reference to this object goes (a shutdown thread may hold one a little longer).
         cancelled.state.retireDescriptor()
-        for (signal, count) in SignalOwner.releaseShutdownSignals(options.signals) { deliver(signal, count: count) }
+        for (signal, count) in SignalOwner.releaseSignals(options.signals) { deliver(signal, count: count) }
         phase.withLock { phase in
             if case .watching = phase { phase = .cancelled }
         }

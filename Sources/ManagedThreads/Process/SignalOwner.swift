@@ -38,12 +38,14 @@ enum SignalOwner {
         case shutdown
         case interrupt
         case capture
+        case dump
 
         var description: String {
             switch self {
             case .shutdown: "a shutdown signal (ShutdownSignals)"
             case .interrupt: "an interrupt signal (Escalation)"
             case .capture: "the stack-capture signal (StackCapture)"
+            case .dump: "a thread-dump signal (ThreadDump.installTrigger)"
             }
         }
     }
@@ -88,13 +90,20 @@ enum SignalOwner {
     /// Claims `signals` as shutdown signals and routes each to its eventfd. Returns the
     /// descriptors, in the order of `signals`. On any failure nothing stays claimed or routed.
     static func routeShutdownSignals(_ signals: [Int32]) throws(ThreadError) -> [Int32] {
+        try routeSignals(signals, role: .shutdown)
+    }
+
+    /// Claims `signals` for `role` (shutdown or dump: both have a watcher thread) and routes each
+    /// to its eventfd. Returns the descriptors, in the order of `signals`. On any failure nothing
+    /// stays claimed or routed.
+    static func routeSignals(_ signals: [Int32], role: Role) throws(ThreadError) -> [Int32] {
         try state.withLock { (state) throws(ThreadError) -> [Int32] in
             for signal in signals {
-                if let error = conflict(signal, wanted: .shutdown, in: state) { throw error }
-                if state.roles[signal] == .shutdown {
+                if let error = conflict(signal, wanted: role, in: state) { throw error }
+                if state.roles[signal] == role {
                     throw ThreadError(
                         code: .invalidState,
-                        message: "\(Signals.name(signal)) is already watched by another ShutdownSignals; cancel that one first")
+                        message: "\(Signals.name(signal)) is already watched as \(role.description); cancel that watcher first")
                 }
             }
             var routed: [Int32] = []
@@ -118,16 +127,16 @@ enum SignalOwner {
                 for signal in routed { Signals.unroute(signal) }
                 throw error
             }
-            for signal in signals { state.roles[signal] = .shutdown }
+            for signal in signals { state.roles[signal] = role }
             return descriptors
         }
     }
 
     /// Puts the old actions of `signals` back and waits (boundedly) for routing handlers still
     /// running, so that every delivery from here on takes the old action and every earlier one
-    /// is counted in the eventfd. The signals stay claimed until ``releaseShutdownSignals(_:)``,
+    /// is counted in the eventfd. The signals stay claimed until ``releaseSignals(_:)``,
     /// so no new watcher can share the descriptors with the one still ending.
-    static func unrouteShutdownSignals(_ signals: [Int32]) {
+    static func unrouteSignals(_ signals: [Int32]) {
         state.withLock { _ in
             for signal in signals { Signals.unroute(signal) }
         }
@@ -137,10 +146,10 @@ enum SignalOwner {
         while cshims_signal_handlers_running() > 0 && ContinuousClock.now < deadline { sched_yield() }
     }
 
-    /// Frees `signals` (after ``unrouteShutdownSignals(_:)`` and the watcher's end) and returns the
+    /// Frees `signals` (after ``unrouteSignals(_:)`` and the watcher's end) and returns the
     /// deliveries counted since the watcher's last read, per signal, so they are handled rather
     /// than lost.
-    static func releaseShutdownSignals(_ signals: [Int32]) -> [(signal: Int32, count: UInt64)] {
+    static func releaseSignals(_ signals: [Int32]) -> [(signal: Int32, count: UInt64)] {
         state.withLock { state -> [(signal: Int32, count: UInt64)] in
             var counted: [(signal: Int32, count: UInt64)] = []
             for signal in signals {

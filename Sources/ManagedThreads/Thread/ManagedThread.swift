@@ -221,7 +221,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
         publish(pthread_self())
         let tid = PThread.currentTID
         tidValue.store(tid, ordering: .releasing)
-        ManagedThreadRegistry.insert(tid, .init(name: name, groupPath: groupPath))
+        ManagedThreadRegistry.insert(tid, .init(self))
         try? PThread.setCurrentName(kernelName)  // a name is a diagnostic aid, never a reason to fail
         // A thread spawned from a Dispatch or concurrency-pool thread inherits a mask that blocks
         // nearly every signal; the escalation's interrupt signals must get through.
