@@ -37,6 +37,19 @@ struct cshims_capture_slot {
 
 static struct cshims_capture_slot cshims_capture_slots[CSHIMS_CAPTURE_SLOTS];
 
+// Threads running the capture handler now (every signal is blocked there, which /proc shows:
+// a requester must not take that for "blocks the signal").
+static _Atomic pid_t cshims_capture_running[CSHIMS_CAPTURE_SLOTS];
+
+int cshims_capture_handler_running(pid_t tid) {
+    for (int i = 0; i < CSHIMS_CAPTURE_SLOTS; i++) {
+        if (atomic_load(&cshims_capture_running[i]) == tid) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 struct cshims_unwind_state {
     struct cshims_capture_slot *slot;
 };
@@ -61,6 +74,13 @@ static void cshims_capture_handler(int sig, siginfo_t *info, void *context) {
     (void)info;
     int saved = errno;
     pid_t me = (pid_t)syscall(SYS_gettid);
+    int running = -1;
+    for (int i = 0; i < CSHIMS_CAPTURE_SLOTS && running < 0; i++) {
+        pid_t none = 0;
+        if (atomic_compare_exchange_strong(&cshims_capture_running[i], &none, me)) {
+            running = i;
+        }
+    }
     for (int i = 0; i < CSHIMS_CAPTURE_SLOTS; i++) {
         struct cshims_capture_slot *slot = &cshims_capture_slots[i];
         if (atomic_load(&slot->tid) != me) {
@@ -80,6 +100,9 @@ static void cshims_capture_handler(int sig, siginfo_t *info, void *context) {
         _Unwind_Backtrace(cshims_capture_frame, &state);
         atomic_store(&slot->state, SLOT_DONE);
         syscall(SYS_futex, &slot->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    }
+    if (running >= 0) {
+        atomic_store(&cshims_capture_running[running], 0);
     }
     errno = saved;
 }

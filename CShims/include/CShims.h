@@ -182,6 +182,8 @@ int cshims_dladdr(const void *_Nullable address, const char *_Nullable *_Nonnull
 int cshims_sigrtmax(void);
 /// Runs the unwinder's one-time set-up outside any handler.
 void cshims_capture_warm_up(void);
+/// Whether thread `tid` is running the capture handler now.
+int cshims_capture_handler_running(pid_t tid);
 /// Arms a free slot for thread `tid`; returns its index, or -1 when all are in use.
 int cshims_capture_arm(pid_t tid);
 /// Waits (at most `timeout`, relative) until the slot's handler has written; 1 when it has.

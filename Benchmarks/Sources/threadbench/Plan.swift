@@ -23,6 +23,9 @@ struct Plan {
     var executorHops = 200
     var executorJobs = 20_000
     var executorQueued = 10_000
+    /// Stuck thread counts of the report scenario, and its rounds.
+    var reportStuck = [1, 10, 100]
+    var reportRounds = 30
 
     /// How many points the plan runs (for the progress line).
     var pointCount: Int {
@@ -34,6 +37,7 @@ struct Plan {
             case .memory: total + memoryThreads.count
             case .churn: total + 1
             case .executor: total + 2 * executorThreads.count + 1
+            case .report: total + reportStuck.count
             }
         }
     }
@@ -77,7 +81,8 @@ struct Plan {
             scenarios: Scenario.allCases, rounds: 2, spawnOperations: 40, shutdown: shutdown,
             stuck: [StuckPoint(threads: 10, stuck: 2, deadline: .milliseconds(20), hogs: 0, mode: .spin)],
             stuckRounds: 2, memoryThreads: [50], memoryRounds: 2, churnThreads: 2_000,
-            executorThreads: [1, 2], executorHops: 20, executorJobs: 200, executorQueued: 100)
+            executorThreads: [1, 2], executorHops: 20, executorJobs: 200, executorQueued: 100,
+            reportStuck: [1, 5], reportRounds: 2)
     }
 
     static let fullThreadCounts = [1, 10, 100, 1000, 10_000]

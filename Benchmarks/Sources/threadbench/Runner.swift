@@ -4,11 +4,11 @@ import Glibc
 
 /// The scenarios threadbench knows.
 enum Scenario: String, CaseIterable, Sendable {
-    case spawn, spawnstop, shutdown, stuck, memory, churn, executor
+    case spawn, spawnstop, shutdown, stuck, memory, churn, executor, report
 
     /// Whether a ratio to the baseline means anything: not for an overshoot (it can be negative,
     /// or zero for the baseline) nor for a memory growth that should be near zero for both.
-    var hasRatio: Bool { self != .stuck && self != .churn }
+    var hasRatio: Bool { self != .stuck && self != .churn && self != .report }
 }
 
 /// One row group of the report: everything but the system.

@@ -24,6 +24,9 @@ struct ThreadBench: ParsableCommand {
               memory     resident memory per idle thread (RSS before/after N)
               churn      10^6 short threads spawned and reaped (100 in flight), in
                          one group: RSS growth from before them to after
+              report     what writing a shutdown report costs: 1, 10, 100 blocked
+                         threads ignore a 50 ms deadline; overshoot with and
+                         without their stacks captured
               executor   pools of 1, 2, 4 threads: hop latency (handed over ->
                          running), throughput (ns per unit), and a shutdown with
                          10,000 units queued behind a busy worker
@@ -171,6 +174,8 @@ struct ThreadBench: ParsableCommand {
                 }
             case .churn:
                 ChurnScenario.run(runner, threads: plan.churnThreads, rounds: plan.churnRounds, stackSize: stack)
+            case .report:
+                ReportScenario.run(runner, stuck: plan.reportStuck, rounds: plan.reportRounds, stackSize: stack)
             case .executor:
                 ExecutorScenario.run(
                     runner, threads: plan.executorThreads, rounds: plan.rounds, hops: plan.executorHops,

@@ -120,6 +120,16 @@ public enum StackCapture {
     /// An application that already handles it keeps it, and captures report why they cannot run.
     public static var signal: Int32 { cshims_sigrtmax() - 3 }
 
+    /// Whether shutdown reports, the exit audit and the second-signal path capture the stacks of
+    /// the threads still running (true by default). Each capture is a signal and a wait of at
+    /// most 2 ms for all of them together; turn it off to keep that out of a shutdown.
+    public static var capturesInReports: Bool {
+        get { reportCaptures.load(ordering: .relaxed) }
+        set { reportCaptures.store(newValue, ordering: .relaxed) }
+    }
+
+    private static let reportCaptures = Atomic<Bool>(true)
+
     /// Installs the handler once (at the first managed thread's start, and before any capture).
     /// Returns why captures cannot run, or nil.
     @discardableResult
@@ -127,37 +137,64 @@ public enum StackCapture {
         SignalOwner.prepareCapture(signal)
     }
 
+    /// Captures signalled and not yet collected (see ``begin(_:)``).
+    struct Pending {
+        fileprivate var armed: [(tid: Int32, slot: Int32)] = []
+        fileprivate var results: [Int32: RawStack] = [:]
+        /// Whether nothing was begun.
+        var isEmpty: Bool { armed.isEmpty && results.isEmpty }
+    }
+
     /// The raw frames of `tids`, each captured at most until `deadline`: all signalled first, then
     /// all awaited, so N stuck threads cost one wait, not N.
     static func capture(_ tids: [Int32], until deadline: ContinuousClock.Instant) -> [Int32: RawStack] {
-        var result: [Int32: RawStack] = [:]
+        finish(begin(tids), until: deadline)
+    }
+
+    /// Signals every thread of `tids` to capture its stack, and returns at once: the handlers run
+    /// while the caller does other work (a report reads /proc meanwhile).
+    static func begin(_ tids: [Int32]) -> Pending {
+        var pending = Pending()
+        for tid in tids { begin(tid, into: &pending) }
+        return pending
+    }
+
+    /// Signals `tid` to capture its stack, adding it to `pending`.
+    static func begin(_ tid: Int32, into pending: inout Pending) {
         if let problem = prepare() {
-            for tid in tids { result[tid] = .unavailable(problem) }
-            return result
+            pending.results[tid] = .unavailable(problem)
+            return
         }
-        var armed: [(tid: Int32, slot: Int32)] = []
-        for tid in tids {
-            if let blocked = blocksCaptureSignal(tid) {
-                result[tid] = .unavailable(blocked)
-                continue
-            }
-            let slot = cshims_capture_arm(tid)
-            guard slot >= 0 else {
-                result[tid] = .unavailable("too many captures in flight")
-                continue
-            }
-            guard (try? Signals.send(signal, toThread: tid)) == true else {
-                _ = cshims_capture_cancel(slot)
-                result[tid] = .unavailable("the thread has ended")
-                continue
-            }
-            armed.append((tid, slot))
+        if let blocked = blocksCaptureSignal(tid) {
+            pending.results[tid] = .unavailable(blocked)
+            return
         }
-        for (tid, slot) in armed {
+        let slot = cshims_capture_arm(tid)
+        guard slot >= 0 else {
+            pending.results[tid] = .unavailable("too many captures in flight")
+            return
+        }
+        guard (try? Signals.send(signal, toThread: tid)) == true else {
+            _ = cshims_capture_cancel(slot)
+            pending.results[tid] = .unavailable("the thread has ended")
+            return
+        }
+        pending.armed.append((tid, slot))
+    }
+
+    /// Collects what ``begin(_:)`` started, waiting at most until `deadline`.
+    static func finish(_ pending: Pending, until deadline: ContinuousClock.Instant) -> [Int32: RawStack] {
+        var result = pending.results
+        for (tid, slot) in pending.armed {
             var written = false
             while !written {
                 let remaining = ContinuousClock.now.duration(to: deadline)
-                if remaining <= .zero { break }
+                if remaining <= .zero {
+                    // One last look: the handler may have finished just now.
+                    var zero = timespec()
+                    written = cshims_capture_wait(slot, &zero) == 1
+                    break
+                }
                 var ts = remaining.timespec
                 written = cshims_capture_wait(slot, &ts) == 1
             }
@@ -178,13 +215,48 @@ public enum StackCapture {
 
     /// Why `tid` cannot take the capture signal now (it blocks it), from its status in /proc.
     private static func blocksCaptureSignal(_ tid: Int32) -> String? {
-        guard let text = ProcFS.read("/proc/self/task/\(tid)/status") else { return "the thread has ended" }
-        for line in text.split(separator: "\n") where line.hasPrefix("SigBlk:") {
-            let hex = String(line.dropFirst("SigBlk:".count).filter { !$0.isWhitespace })
-            guard let mask = UInt64(hex, radix: 16) else { return nil }
-            return mask & (1 << UInt64(signal - 1)) != 0 ? "signals blocked (the thread blocks \(Signals.name(signal)))" : nil
+        // The thread may be inside the capture handler of an earlier capture, where every signal
+        // is blocked: the new one is delivered as the handler returns, so it is not "blocked".
+        // (A handler that has just marked itself done may still be returning: look twice.)
+        for attempt in 0..<2 {
+            if cshims_capture_handler_running(tid) == 1 { return nil }
+            guard let bytes = ProcFS.bytes("/proc/self/task/\(tid)/status") else { return "the thread has ended" }
+            guard let mask = Self.hexField(bytes, named: Array("SigBlk:".utf8)) else { return nil }
+            if mask & (1 << UInt64(signal - 1)) == 0 { return nil }
+            if attempt == 0 { sched_yield() }
+        }
+        return "signals blocked (the thread blocks \(Signals.name(signal)))"
+    }
+
+    /// The hex value after `name` at the start of a line of `bytes` (a /proc status file),
+    /// scanned as bytes: this runs once per captured thread, inside a report's reserve.
+    static func hexField(_ bytes: [UInt8], named name: [UInt8]) -> UInt64? {
+        var index = 0
+        while index + name.count <= bytes.count {
+            if (index == 0 || bytes[index - 1] == 0x0A) && bytes[index..<index + name.count].elementsEqual(name) {
+                var cursor = index + name.count
+                while cursor < bytes.count, bytes[cursor] == 0x20 || bytes[cursor] == 0x09 { cursor += 1 }
+                var value: UInt64 = 0
+                var digits = 0
+                while cursor < bytes.count, let digit = Self.hexDigit(bytes[cursor]) {
+                    value = value << 4 | UInt64(digit)
+                    digits += 1
+                    cursor += 1
+                }
+                return digits > 0 ? value : nil
+            }
+            index += 1
         }
         return nil
+    }
+
+    private static func hexDigit(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case 0x30...0x39: byte - 0x30
+        case 0x61...0x66: byte - 0x61 + 10
+        case 0x41...0x46: byte - 0x41 + 10
+        default: nil
+        }
     }
 
     /// Captures the stack of each of `tids`, waiting for the captures at most until `deadline`

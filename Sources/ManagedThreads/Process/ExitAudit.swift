@@ -177,7 +177,8 @@ public enum ExitAudit {
             lingering.append(.init(kind: .unmanaged, name: entry.name, groupPath: nil, tid: entry.tid, kernel: KernelThreadState.read(tid: entry.tid)))
         }
         // Every lingering thread's stack, captured in one batch (a few ms at most).
-        let stacks = StackCapture.capture(lingering.compactMap(\.tid), until: .after(ShutdownRun.stackBudget))
+        let stacks = StackCapture.capturesInReports
+            ? StackCapture.capture(lingering.compactMap(\.tid), until: .after(ShutdownRun.stackBudget)) : [:]
         for index in lingering.indices {
             if let tid = lingering[index].tid { lingering[index].stack = stacks[tid]?.trace }
         }

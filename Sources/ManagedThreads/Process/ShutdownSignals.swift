@@ -269,7 +269,8 @@ public final class ShutdownSignals: Sendable {
         }
         let running = group.status().filter { $0.state != "exited" }
         var text = "\(Signals.name(signal)) received during shutdown of \(group.path): exiting now; \(running.count) threads still running\n"
-        let stacks = StackCapture.capture(running.compactMap(\.tid), until: .after(ShutdownRun.stackBudget))
+        let stacks = StackCapture.capturesInReports
+            ? StackCapture.capture(running.compactMap(\.tid), until: .after(ShutdownRun.stackBudget)) : [:]
         for status in running {
             text += "  - \(status)"
             if let tid = status.tid, let kernel = KernelThreadState.read(tid: tid) { text += "; kernel: \(kernel)" }

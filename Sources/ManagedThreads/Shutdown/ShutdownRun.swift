@@ -223,7 +223,12 @@ struct ShutdownRun {
         let now = ContinuousClock.now
         var joined = plan.reapedJoined
         var entries = plan.reapedFailures
-        for thread in plan.threads.map(\.value) + plan.ended {
+        let members = plan.threads.map(\.value) + plan.ended
+        // Each thread that gets a kernel view is signalled for its stack right after its /proc
+        // files were read (a thread in the capture handler would read as running), so its capture
+        // runs while the next thread's /proc is read; all are collected after the loop.
+        var captures = StackCapture.Pending()
+        for thread in members {
             var status = outcome[ObjectIdentifier(thread)] ?? (thread.isAlive ? .stuck : .exitedUnreaped)
             if status != .joined && now < deadline && !thread.isAlive && (try? thread.join(until: now)) == true {
                 status = .joined  // ended inside the report reserve
@@ -237,10 +242,13 @@ struct ShutdownRun {
                 if withKernel { kernelViewsTaken += 1 }
                 var entry = Self.entry(for: thread, status: status, path: plan.path, now: now, kernelView: withKernel)
                 entry.interrupted = interrupted.contains(ObjectIdentifier(thread))
+                if withKernel, StackCapture.capturesInReports, let tid = entry.tid, tid != callerTID, entry.kernel != nil {
+                    StackCapture.begin(tid, into: &captures)
+                }
                 entries.append(entry)
             }
         }
-        attachStacks(to: &entries)
+        attachStacks(captures, to: &entries)
         var children: [ShutdownReport.Node] = []
         for entry in plan.children {
             switch entry.child {
@@ -259,13 +267,15 @@ struct ShutdownRun {
     /// report's reserve learns what reports cost (``ReportCost``), this wait included.
     static let stackBudget = Duration.milliseconds(2)
 
-    /// Captures the user-space stack of every entry that got a kernel view (the stuck and
-    /// orphaned threads still alive, up to ``kernelViewLimit``), in one batch.
-    private func attachStacks(to entries: inout [ShutdownReport.ThreadEntry]) {
-        let wanted = entries.indices.filter { entries[$0].kernel != nil && entries[$0].tid != nil }
-        guard !wanted.isEmpty else { return }
-        let stacks = StackCapture.capture(wanted.compactMap { entries[$0].tid }, until: .after(Self.stackBudget))
-        for index in wanted {
+    /// Collects the captures into the entries that got a kernel view. The wait ends at the
+    /// shutdown's deadline (the report's reserve is for this), but is at least 200 µs and at most
+    /// ``stackBudget``: a thread not scheduled by then is reported so.
+    private func attachStacks(_ pending: StackCapture.Pending, to entries: inout [ShutdownReport.ThreadEntry]) {
+        guard !pending.isEmpty else { return }
+        let now = ContinuousClock.now
+        let until = min(max(deadline, now.advanced(by: .microseconds(200))), now.advanced(by: Self.stackBudget))
+        let stacks = StackCapture.finish(pending, until: until)
+        for index in entries.indices where entries[index].kernel != nil {
             if let tid = entries[index].tid, let stack = stacks[tid] { entries[index].stack = stack.trace }
         }
     }

@@ -7,6 +7,11 @@ import Glibc
 enum ProcFS {
     /// The whole (small) file, or nil if it cannot be read (the thread is gone, access denied).
     static func read(_ path: String) -> String? {
+        bytes(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The whole (small) file as bytes, or nil if it cannot be read.
+    static func bytes(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { closeDescriptor(fd) }
@@ -25,7 +30,7 @@ enum ProcFS {
                 return nil
             }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 
     /// Names in a directory, without "." and "..".

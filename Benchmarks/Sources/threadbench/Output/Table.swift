@@ -108,10 +108,10 @@ enum TableOutput {
             let managed = rows.filter { $0.system.hasPrefix("managed") }
             func at(_ m: Measurement) -> String { "\(m.system), \(m.workload), T=\(m.threads), L=\(m.hogs)" }
             switch scenario {
-            case Scenario.stuck.rawValue:
+            case Scenario.stuck.rawValue, Scenario.report.rawValue:
                 guard let worst = managed.max(by: { $0.p99 < $1.p99 }) else { continue }
                 let figure = worst.n >= 100 ? "p99 \(Format.nanoseconds(worst.p99))" : "max \(Format.nanoseconds(worst.max)) (n < 100)"
-                lines.append("stuck: worst managed overshoot past the deadline: \(figure) (\(at(worst)))")
+                lines.append("\(scenario): worst managed overshoot past the deadline: \(figure) (\(at(worst)))")
             case Scenario.churn.rawValue:
                 let parts = rows.map { "\($0.system) \($0.median >= 0 ? "+" : "")\(Format.bytes($0.median))" }
                 lines.append("churn: RSS growth over \(rows.first?.threads ?? 0) threads: \(parts.joined(separator: ", "))")

@@ -89,7 +89,7 @@ enum StuckScenario {
     static let systems: [SystemID] = policies.map { .managed($0.0) } + [.pthread]
 
     /// The outcome of one timed shutdown.
-    private struct Outcome {
+    struct Outcome {
         var overshoot: Int64
         var allNamed: Bool
         var allOthersJoined: Bool
@@ -119,7 +119,7 @@ enum StuckScenario {
     }
 
     /// One managed shutdown of a fresh group.
-    private static func managed(_ stuck: StuckPoint, policy: ShutdownPolicy, options: ThreadOptions) throws -> Outcome {
+    static func managed(_ stuck: StuckPoint, policy: ShutdownPolicy, options: ThreadOptions) throws -> Outcome {
         let group = ThreadGroup(name: "bench")
         let release = try Release(mode: stuck.mode)
         let started = StartCounter()
