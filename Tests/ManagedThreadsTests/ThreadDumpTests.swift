@@ -29,7 +29,11 @@ struct ThreadDumpTests {
         #expect(entry.stopRequested == false)
         #expect(entry.spawnSite?.fileID == "ManagedThreadsTests/ThreadDumpTests.swift")
         #expect(entry.kernel?.syscallName == "futex")
-        #expect(entry.stack?.frames.contains { $0.symbol?.contains("dumpTestIdle") == true } == true, "\(dump)")
+        // ThreadSanitizer defers a signal to a thread sleeping in a raw futex syscall until the
+        // thread wakes, so there the capture times out; the stack is checked without it.
+        if !Sanitizer.thread {
+            #expect(entry.stack?.frames.contains { $0.symbol?.contains("dumpTestIdle") == true } == true, "\(dump)")
+        }
         #expect(dump.threads.contains { !$0.isManaged && $0.tid == getpid() }, "the main thread is listed")
         let text = dump.description
         #expect(text.hasPrefix("thread dump of pid \(getpid()) at "))

@@ -114,7 +114,9 @@ public struct StackFrame: Sendable, Hashable, Codable, CustomStringConvertible {
 /// blocked in goes on after it; calls the kernel never restarts (`poll`, `epoll_wait`, a futex
 /// wait with a timeout, `nanosleep`) return `EINTR` once, as for any signal. A thread that blocks
 /// the signal is reported "signals blocked" at once, never waited for: managed threads unblock
-/// it as they start, and so do threads that never changed their mask.
+/// it as they start, and so do threads that never changed their mask. Under ThreadSanitizer,
+/// which delivers signals late (a thread asleep in a raw futex call takes it only when it wakes),
+/// captures of sleeping threads may time out.
 public enum StackCapture {
     /// The signal the captures use: `SIGRTMAX - 3`, claimed through the library's signal owner.
     /// An application that already handles it keeps it, and captures report why they cannot run.
@@ -283,7 +285,8 @@ enum RawStack: Sendable {
         case .unavailable(let reason):
             return StackTrace(unavailable: reason)
         case .frames(let addresses, let interrupted):
-            guard let start = addresses.firstIndex(of: interrupted) else { return StackTrace(addresses: addresses) }
+            // Not found (a sanitizer ran the handler from its own frames): drop the handler's frame.
+            guard let start = addresses.firstIndex(of: interrupted) else { return StackTrace(addresses: Array(addresses.dropFirst())) }
             return StackTrace(addresses: Array(addresses[start...]))
         }
     }

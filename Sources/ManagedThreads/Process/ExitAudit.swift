@@ -118,6 +118,15 @@ public enum ExitAudit {
     /// Threads of the library's own plumbing (signal watchers) that an audit never lists.
     static let infrastructure = Lock<Set<Int32>>([])
 
+    /// Runs `body` on the calling thread marked as the library's own plumbing (a signal watcher):
+    /// an audit does not list it as lingering.
+    static func asInfrastructure(_ body: () -> Void) {
+        let tid = cshims_gettid()
+        _ = infrastructure.withLock { $0.insert(tid) }
+        defer { _ = infrastructure.withLock { $0.remove(tid) } }
+        body()
+    }
+
     /// Arms the audit for process exit (`atexit`). Installing again replaces the options and the
     /// baseline of existing threads; the handler is registered once.
     /// - Throws: ``ThreadError/Code/invalidArgument`` for a negative budget;

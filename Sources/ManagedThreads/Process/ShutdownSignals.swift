@@ -163,10 +163,7 @@ public final class ShutdownSignals: Sendable {
 
     private func startWatcher() throws(ThreadError) {
         let thread = try ManagedThread.spawn(name: "shutdown-signals", purpose: "watches \(options.signals.map(Signals.name).joined(separator: ", "))") { _ in
-            let tid = cshims_gettid()
-            _ = ExitAudit.infrastructure.withLock { $0.insert(tid) }
-            defer { _ = ExitAudit.infrastructure.withLock { $0.remove(tid) } }
-            self.watch()
+            ExitAudit.asInfrastructure { self.watch() }
         }
         watcher.withLock { $0 = thread }
     }

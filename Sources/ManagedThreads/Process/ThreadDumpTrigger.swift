@@ -49,10 +49,7 @@ public final class ThreadDumpTrigger: Sendable {
         let thread = try ManagedThread.spawn(
             name: "thread-dump", purpose: "writes a thread dump on \(Signals.name(signal))", options: options
         ) { _ in
-            let tid = cshims_gettid()
-            _ = ExitAudit.infrastructure.withLock { $0.insert(tid) }
-            defer { _ = ExitAudit.infrastructure.withLock { $0.remove(tid) } }
-            self.watch()
+            ExitAudit.asInfrastructure { self.watch() }
         }
         watcher.withLock { $0 = thread }
     }

@@ -301,19 +301,29 @@ struct ShutdownRun {
 /// threads adds). Each shutdown that used its reserve records its cost; the estimate is the larger
 /// of that and the previous estimate decayed by an eighth, so a one-off spike fades.
 enum ReportCost {
-    private static let nanoseconds = Atomic<Int64>(0)
+    // Two estimates: reports that capture stacks cost more than those that do not, and a process
+    // that switches between the two must not size one kind's reserve from the other's cost.
+    private static let withStacks = Atomic<Int64>(0)
+    private static let withoutStacks = Atomic<Int64>(0)
 
-    static var estimateNanoseconds: Int64 { nanoseconds.load(ordering: .relaxed) }
+    /// Runs `body` on the estimate for the reports being written now.
+    private static func estimate<R>(_ body: (borrowing Atomic<Int64>) -> R) -> R {
+        StackCapture.capturesInReports ? body(withStacks) : body(withoutStacks)
+    }
+
+    static var estimateNanoseconds: Int64 { estimate { $0.load(ordering: .relaxed) } }
 
     static func record(_ cost: Duration) {
         let observed = min(max(cost.nanosecondsClamped, 0), 2_000_000)
-        var current = nanoseconds.load(ordering: .relaxed)
-        while true {
-            let next = max(observed, current - current / 8)
-            let (exchanged, original) = nanoseconds.compareExchange(
-                expected: current, desired: next, ordering: .relaxed)
-            if exchanged { return }
-            current = original
+        estimate { estimate in
+            var current = estimate.load(ordering: .relaxed)
+            while true {
+                let next = max(observed, current - current / 8)
+                let (exchanged, original) = estimate.compareExchange(
+                    expected: current, desired: next, ordering: .relaxed)
+                if exchanged { return }
+                current = original
+            }
         }
     }
 }
