@@ -108,7 +108,7 @@ public struct StackFrame: Sendable, Hashable, Codable, CustomStringConvertible {
 /// A capture sends ``signal`` to the thread; its handler (CShims/capture.c) unwinds the
 /// interrupted stack with libgcc's unwinder into a pre-allocated slot, allocating nothing and
 /// taking no lock, and the requester waits for it with a deadline. Naming the frames
-/// (``Symbolicator``) happens later, on the caller's thread, off any deadline.
+/// (an internal symbolicator) happens later, on the caller's thread, off any deadline.
 ///
 /// The handler is installed with `SA_RESTART`, so a `read`, `write` or `accept` the thread is
 /// blocked in goes on after it; calls the kernel never restarts (`poll`, `epoll_wait`, a futex

@@ -136,14 +136,15 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
 
     // MARK: Membership
 
-    /// Starts a thread owned by this group; see ``ManagedThread/spawn(name:purpose:options:_:)``.
+    /// Starts a thread owned by this group; see ``ManagedThread/spawn(name:purpose:options:fileID:line:_:)``.
     /// Threads spawned from inside its body default to this group (``current``).
     /// - Parameters:
     ///   - name: the full name; must not be empty or contain NUL.
     ///   - purpose: what the thread is for, shown in status dumps and reports.
     ///   - options: stack size, stack allocation and the background flag.
     ///   - stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
-    ///   - fileID, line: where the spawn is, for ``ManagedThread/spawnSite`` (leave the defaults).
+    ///   - fileID: where the spawn is, for ``ManagedThread/spawnSite`` (leave the default).
+    ///   - line: the line of the spawn (leave the default).
     ///   - body: the work; it should return soon after its token reports a stop.
     /// - Throws: ``ThreadError/Code/groupStopped`` once a stop was requested, or what
     ///   `ManagedThread.spawn` throws.

@@ -46,7 +46,7 @@ final class Instruments: Sendable {
     /// The label of the library's default logger.
     static let defaultLoggerLabel = "ManagedThreads"
 
-    /// For threads spawned with ``ManagedThread/spawn(name:purpose:options:_:)`` outside any group:
+    /// For threads spawned with ``ManagedThread/spawn(name:purpose:options:fileID:line:_:)`` outside any group:
     /// the default logger and the bootstrapped metrics factory, as they are at the first such spawn.
     static let ungrouped = Instruments(
         groupPath: "", logger: Logger(label: defaultLoggerLabel), metricsFactory: MetricsSystem.factory)

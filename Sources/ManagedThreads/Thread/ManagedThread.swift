@@ -25,7 +25,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     public let kernelName: String
     /// What the thread is for, for status dumps and reports.
     public let purpose: String?
-    /// When ``spawn(name:purpose:options:_:)`` was called.
+    /// When ``spawn(name:purpose:options:fileID:line:_:)`` was called.
     public let spawnTime: ContinuousClock.Instant
     /// Whether group shutdowns skip waiting for this thread; see ``ThreadOptions/isBackground``.
     public let isBackground: Bool
@@ -128,7 +128,8 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     ///   - name: the full name; must not be empty or contain NUL. The kernel gets ``kernelName``.
     ///   - purpose: what the thread is for, shown in reports.
     ///   - options: stack size and the background flag.
-    ///   - fileID, line: where the spawn is, for ``spawnSite`` (leave the defaults).
+    ///   - fileID: where the spawn is, for ``spawnSite`` (leave the default).
+    ///   - line: the line of the spawn (leave the default).
     ///   - body: the work; it should return soon after its token reports a stop.
     /// - Throws: ``ThreadError`` with ``ThreadError/Code/invalidArgument`` for a bad name or stack
     ///   size, or ``ThreadError/Code/systemCall`` (`pthread_create`, EAGAIN/EPERM) when the
@@ -294,7 +295,7 @@ public final class ManagedThread: Sendable, CustomStringConvertible {
     // MARK: State
 
     /// The path of the group the thread was spawned into (`root/server/workers`), or nil for a
-    /// thread spawned with ``spawn(name:purpose:options:_:)`` outside any group.
+    /// thread spawned with ``spawn(name:purpose:options:fileID:line:_:)`` outside any group.
     public let groupPath: String?
 
     /// The kernel thread id (as in `/proc/self/task`), or nil if the thread has not started running yet.

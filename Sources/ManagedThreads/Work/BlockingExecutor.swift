@@ -27,7 +27,7 @@ import Synchronization
 /// that many waiting jobs throws ``ThreadError/Code/queueFull`` at once (submit never blocks).
 /// A job whose work throws fails with that error; its worker goes on with the next job.
 public final class BlockingExecutor: Sendable, CustomStringConvertible {
-    /// The executor's name, as given to ``ThreadGroup/makeExecutor(name:threads:maxQueued:options:stopPriority:)``.
+    /// The executor's name, as given to ``ThreadGroup/makeExecutor(name:threads:maxQueued:options:stopPriority:fileID:line:)``.
     public let name: String
     /// Where its workers sit in the tree and in reports: `<group path>/<name>`.
     public var path: String { group.path }
@@ -153,7 +153,8 @@ extension ThreadGroup {
     ///   - maxQueued: the most jobs that may wait to start; nil (the default) for no limit.
     ///   - options: the workers' thread options (stack size, stack allocation, background flag).
     ///   - stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
-    ///   - fileID, line: where the call is, the workers' ``ManagedThread/spawnSite`` (leave the defaults).
+    ///   - fileID: where the call is, the workers' ``ManagedThread/spawnSite`` (leave the default).
+    ///   - line: the line of the call (leave the default).
     /// - Throws: ``ThreadError/Code/invalidArgument`` for a bad name, thread count, `maxQueued`
     ///   or stack size; ``ThreadError/Code/groupStopped`` once this group is stopping; a
     ///   ``ThreadError/Code/systemCall`` error when the system refuses a worker (the workers

@@ -182,7 +182,8 @@ extension ThreadGroup {
     ///   - name: the executor's and the thread's name; must not be empty or contain `/` or NUL.
     ///   - options: the thread's options.
     ///   - stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
-    ///   - fileID, line: where the call is, the thread's ``ManagedThread/spawnSite`` (leave the defaults).
+    ///   - fileID: where the call is, the thread's ``ManagedThread/spawnSite`` (leave the default).
+    ///   - line: the line of the call (leave the default).
     /// - Throws: ``ThreadError/Code/invalidArgument`` for a bad name or stack size;
     ///   ``ThreadError/Code/groupStopped`` once this group is stopping; a
     ///   ``ThreadError/Code/systemCall`` error when the system refuses the thread.

@@ -147,7 +147,8 @@ extension ThreadGroup {
     ///   - threads: how many workers, 1 through ``ManagedTaskExecutor/maximumThreads``.
     ///   - options: the workers' thread options.
     ///   - stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
-    ///   - fileID, line: where the call is, the workers' ``ManagedThread/spawnSite`` (leave the defaults).
+    ///   - fileID: where the call is, the workers' ``ManagedThread/spawnSite`` (leave the default).
+    ///   - line: the line of the call (leave the default).
     /// - Throws: ``ThreadError/Code/invalidArgument`` for a bad name, thread count or stack size;
     ///   ``ThreadError/Code/groupStopped`` once this group is stopping; a
     ///   ``ThreadError/Code/systemCall`` error when the system refuses a worker (those already
