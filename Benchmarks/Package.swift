@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.3
 // The benchmark package for ManagedThreads: a separate package, so the library never depends on
 // benchmark tooling. Run it with
 //     swift run -c release --package-path Benchmarks threadbench [--help]

@@ -7,6 +7,10 @@
 #ifndef CSHIMS_H
 #define CSHIMS_H
 
+#if !defined(__linux__)
+#error "ManagedThreads supports Linux only (glibc): it is built on pthreads, futexes, eventfd, timerfd and /proc"
+#endif
+
 #include <pthread.h>
 #include <signal.h>
 #include <poll.h>

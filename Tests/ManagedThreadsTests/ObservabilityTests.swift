@@ -109,7 +109,7 @@ final class MetricsRecorder: MetricsFactory, Sendable {
 
 @Suite("Logging and metrics", .managedThreads)
 struct ObservabilityTests {
-    @Test("a spawn and a clean shutdown: debug start/exit, info stop and summary; live gauge, counters and timers")
+    @Test("a spawn and a clean shutdown: debug start/exit, stop and summary; live gauge, counters and timers")
     func cleanShutdown() throws {
         let logs = LogRecorder()
         let metrics = MetricsRecorder()
@@ -139,15 +139,15 @@ struct ObservabilityTests {
         #expect(report.joined == 2)
 
         let stop = try #require(logs.events("stop requested").first)
-        #expect(stop.level == .info)
+        #expect(stop.level == .debug, "routine: nothing at info or above for a clean shutdown")
         #expect(stop.metadata["group"] == "observed")
         let exited = logs.events("thread exited")
         #expect(exited.count == 2 && exited.allSatisfy { $0.level == .debug })
         let summary = try #require(logs.events("shutdown finished").first)
-        #expect(summary.level == .info)
+        #expect(summary.level == .debug)
         #expect(summary.metadata["joined"] == "2")
         #expect(summary.metadata["stuck"] == "0")
-        #expect(logs.all.allSatisfy { $0.level < .warning }, "a clean shutdown warns about nothing")
+        #expect(logs.all.allSatisfy { $0.level < .info }, "a clean shutdown prints nothing through swift-log's default handler (info and up)")
 
         #expect(metrics.total("managed_threads_alive", group: "observed") == 0)
         #expect(metrics.total("managed_threads_alive", group: "observed/child") == 0)
@@ -156,6 +156,32 @@ struct ObservabilityTests {
         let durations = metrics.values("managed_threads_shutdown_duration", group: "observed")
         #expect(durations == [report.durationNanoseconds])
         #expect(metrics.total("managed_threads_stuck_total", group: "observed") == 0)
+    }
+
+    @Test("a chosen metrics label is inherited: per-request groups count into one series; unchosen ones use their path")
+    func metricsLabels() throws {
+        let metrics = MetricsRecorder()
+        let server = ThreadGroup(name: "labelled", metricsFactory: metrics, metricsLabel: "server")
+        #expect(server.metricsLabel == "server")
+        for index in 0..<3 {
+            let request = try server.makeChild(name: "request-\(index)")
+            #expect(request.metricsLabel == "server")
+            try request.spawn(name: "handler") { _ in }
+            #expect(request.shutdown(timeout: .seconds(30)).isClean)
+        }
+        let special = try server.makeChild(name: "special", metricsLabel: "special")
+        try special.spawn(name: "handler") { _ in }
+        #expect(special.shutdown(timeout: .seconds(30)).isClean)
+        #expect(metrics.total("managed_threads_spawned_total", group: "server") == 3)
+        #expect(metrics.total("managed_threads_spawned_total", group: "special") == 1)
+        #expect(metrics.total("managed_threads_spawned_total", group: "labelled/request-0") == 0, "no series per request")
+        #expect { try server.makeChild(name: "empty", metricsLabel: "") } throws: { ($0 as? ThreadError)?.code == .invalidArgument }
+
+        let unlabelled = ThreadGroup(name: "plain", metricsFactory: metrics)
+        let child = try unlabelled.makeChild(name: "child")
+        #expect(child.metricsLabel == "plain/child", "no label chosen: the path, as before")
+        #expect(server.shutdown(timeout: .seconds(30)).isClean)
+        #expect(unlabelled.shutdown(timeout: .seconds(30)).isClean)
     }
 
     @Test("a stuck thread: a warning with the report's fields, and the stuck counter")
@@ -178,6 +204,7 @@ struct ObservabilityTests {
         #expect(warning.metadata["acknowledged"] == "false")
         #expect(warning.metadata["kernel_state"] != nil)
         #expect(logs.events("shutdown finished").first?.metadata["stuck"] == "1")
+        #expect(logs.events("shutdown finished").first?.level == .warning, "a shutdown that left a thread running is not routine")
         #expect(logs.events("thread started").isEmpty, "debug events are filtered by the logger's level")
         #expect(metrics.total("managed_threads_stuck_total", group: "observed-stuck") == 1)
 

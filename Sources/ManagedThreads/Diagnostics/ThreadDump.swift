@@ -16,7 +16,7 @@ import Glibc
 /// ``installTrigger(signal:destination:)`` writes one on a signal (SIGQUIT by default).
 public struct ThreadDump: Sendable, Codable, CustomStringConvertible {
     /// One thread of the process.
-    public struct Thread: Sendable, Hashable, Codable, CustomStringConvertible {
+    public struct Entry: Sendable, Hashable, Codable, CustomStringConvertible {
         /// Kernel thread id.
         public var tid: Int32
         /// A managed thread's full name, else the kernel's name (`comm`, at most 15 bytes).
@@ -65,7 +65,7 @@ public struct ThreadDump: Sendable, Codable, CustomStringConvertible {
     /// When the dump was taken, seconds since the Unix epoch (wall clock).
     public var capturedAtEpochSeconds: Double
     /// Every thread, managed ones first (by group path, then name), then the others by tid.
-    public var threads: [Thread]
+    public var threads: [Entry]
 
     /// Takes a dump: reads `/proc` for every thread and captures every stack in one batch,
     /// waiting for the captures at most `stackTimeout` (threads that block signals say so at
@@ -78,10 +78,10 @@ public struct ThreadDump: Sendable, Codable, CustomStringConvertible {
         let managedTIDs = Set(managed.keys)
         let all = ProcFS.list("/proc/self/task").compactMap { Int32($0) }.sorted()
         let stacks = StackCapture.capture(all.filter { $0 != PThread.currentTID }, until: .after(stackTimeout))
-        var threads: [Thread] = []
+        var threads: [Entry] = []
         for tid in all {
             guard let kernel = KernelThreadState.read(tid: tid) else { continue }
-            var entry = Thread(tid: tid, name: kernel.name, isManaged: managedTIDs.contains(tid), kernel: kernel)
+            var entry = Entry(tid: tid, name: kernel.name, isManaged: managedTIDs.contains(tid), kernel: kernel)
             if let thread = managed[tid] {
                 entry.name = thread.name
                 entry.groupPath = thread.groupPath

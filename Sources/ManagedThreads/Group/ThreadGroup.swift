@@ -41,7 +41,7 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     ///
     /// It logs to `Logger(label: "ManagedThreads")` and counts with `MetricsSystem.factory`, both
     /// taken when the root is first used: bootstrap `LoggingSystem` and `MetricsSystem` before
-    /// that, or give a subtree its own logger with ``makeChild(name:stopPriority:logger:)``.
+    /// that, or give a subtree its own logger with ``makeChild(name:stopPriority:logger:metricsLabel:)``.
     public static let root = ThreadGroup(
         name: "root", parent: nil,
         instruments: Instruments(
@@ -106,21 +106,33 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     /// Fires when a shutdown of this group completes (for concurrent shutdown callers).
     let completed = StopState()
 
-    /// Creates a group that is not part of any tree (``root`` and ``makeChild(name:stopPriority:logger:)``
+    /// Creates a group that is not part of any tree (``root`` and ``makeChild(name:stopPriority:logger:metricsLabel:)``
     /// cover most uses). A parentless group can be attached later with ``adopt(_:stopPriority:)``.
     /// - Parameters:
     ///   - name: the group's name, the first component of its path.
     ///   - logger: where the group and its children log; `Logger(label: "ManagedThreads")` if nil.
     ///   - metricsFactory: what the group and its children count with (live threads, spawns,
     ///     failures, stuck threads, stop-to-exit and shutdown durations, each with a `group`
-    ///     dimension holding the group's path); `MetricsSystem.factory` if nil.
-    public convenience init(name: String, logger: Logger? = nil, metricsFactory: (any MetricsFactory)? = nil) {
+    ///     dimension, see ``metricsLabel``); `MetricsSystem.factory` if nil.
+    ///   - metricsLabel: the `group` dimension of this group's metrics and, unless they choose
+    ///     their own, its descendants'; nil (or empty) for the group's path.
+    public convenience init(
+        name: String, logger: Logger? = nil, metricsFactory: (any MetricsFactory)? = nil, metricsLabel: String? = nil
+    ) {
         self.init(
             name: name, parent: nil,
             instruments: Instruments(
                 groupPath: name, logger: logger ?? Logger(label: Instruments.defaultLoggerLabel),
-                metricsFactory: metricsFactory ?? MetricsSystem.factory))
+                metricsFactory: metricsFactory ?? MetricsSystem.factory,
+                chosenLabel: metricsLabel.flatMap { $0.isEmpty ? nil : $0 }))
     }
+
+    /// The value of the `group` dimension of this group's metrics: the label this group or its
+    /// nearest ancestor chose (``makeChild(name:stopPriority:logger:metricsLabel:)``), else the
+    /// group's ``path``. Choose one on a long-lived group (`server`) so that the short-lived
+    /// groups below it (one per request, or per test) count into one series instead of a series
+    /// each.
+    public var metricsLabel: String { instruments.metricsLabel }
 
     init(name: String, parent: ThreadGroup?, instruments: Instruments) {
         self.name = name
@@ -177,18 +189,25 @@ public final class ThreadGroup: ThreadOwner, CustomStringConvertible {
     ///   - stopPriority: for ``ShutdownPolicy/ordered``: higher stops earlier.
     ///   - logger: where the child (and its own children) log; this group's ``logger`` if nil.
     ///     The metrics factory is always inherited.
-    /// - Throws: ``ThreadError/Code/invalidArgument`` for an empty name or one containing `/`;
-    ///   ``ThreadError/Code/groupStopped`` once a stop was requested.
-    public func makeChild(name: String, stopPriority: Int = 0, logger: Logger? = nil) throws(ThreadError) -> ThreadGroup {
+    ///   - metricsLabel: the `group` dimension of the child's metrics (and its descendants', unless
+    ///     they choose their own); nil inherits this group's ``metricsLabel`` if one was chosen
+    ///     here or above, else the child's path.
+    /// - Throws: ``ThreadError/Code/invalidArgument`` for an empty name or one containing `/`, or
+    ///   an empty `metricsLabel`; ``ThreadError/Code/groupStopped`` once a stop was requested.
+    public func makeChild(
+        name: String, stopPriority: Int = 0, logger: Logger? = nil, metricsLabel: String? = nil
+    ) throws(ThreadError) -> ThreadGroup {
         try Fork.check("create group \(name.debugDescription) in \(path)")
         guard !name.isEmpty, !name.contains("/") else {
             throw .invalidArgument("a group name must be non-empty and contain no '/': \(name.debugDescription)")
         }
+        if metricsLabel?.isEmpty == true { throw .invalidArgument("a metrics label must not be empty") }
         let childPath = "\(path)/\(name)"
         let child = ThreadGroup(
             name: name, parent: self,
             instruments: Instruments(
-                groupPath: childPath, logger: logger ?? instruments.logger, metricsFactory: instruments.metricsFactory))
+                groupPath: childPath, logger: logger ?? instruments.logger, metricsFactory: instruments.metricsFactory,
+                chosenLabel: metricsLabel ?? (instruments.labelChosen ? instruments.metricsLabel : nil)))
         child.state.withLock { $0.extensionCap = extensionCap }
         try state.withLock { (state) throws(ThreadError) in
             guard state.phase == .running else { throw stoppedError(action: "create child group \(name.debugDescription)") }

@@ -30,11 +30,19 @@ final class Instruments: Sendable {
         static let shutdownDuration = "managed_threads_shutdown_duration"
     }
 
-    init(groupPath: String, logger: Logger, metricsFactory: any MetricsFactory) {
+    /// The value of the metrics' `group` dimension.
+    let metricsLabel: String
+    /// Whether someone chose `metricsLabel` (this group or an ancestor), rather than it being the
+    /// group's path: children inherit a chosen label, so per-request groups add no series.
+    let labelChosen: Bool
+
+    init(groupPath: String, logger: Logger, metricsFactory: any MetricsFactory, chosenLabel: String? = nil) {
         self.logger = logger
         self.metricsFactory = metricsFactory
         self.counts = !(metricsFactory is NOOPMetricsHandler)
-        let dimensions = [("group", groupPath)]
+        self.metricsLabel = chosenLabel ?? groupPath
+        self.labelChosen = chosenLabel != nil
+        let dimensions = [("group", metricsLabel)]
         alive = Meter(label: Label.alive, dimensions: dimensions, factory: metricsFactory)
         spawned = CoreMetrics.Counter(label: Label.spawned, dimensions: dimensions, factory: metricsFactory)
         failed = CoreMetrics.Counter(label: Label.failed, dimensions: dimensions, factory: metricsFactory)
@@ -76,15 +84,21 @@ final class Instruments: Sendable {
         }
     }
 
+    /// Routine: debug, so a program that bootstrapped no logging (swift-log's default handler
+    /// prints from info up) sees nothing of a clean shutdown.
     func stopRequested(groupPath: String, reason: StopReason) {
-        logger.info("stop requested", metadata: ["group": "\(groupPath)", "reason": "\(reason)"])
+        logger.debug("stop requested", metadata: ["group": "\(groupPath)", "reason": "\(reason)"])
     }
 
     func shutdownFinished(_ report: ShutdownReport) {
         shutdownDuration.recordNanoseconds(report.durationNanoseconds)
         if report.stuck > 0 { stuck.increment(by: Int64(report.stuck)) }
-        // Metadata is an autoclosure: built only when the level lets the event through.
-        logger.info(
+        // Metadata is an autoclosure: built only when the level lets the event through. A clean
+        // shutdown is routine (debug); one that left threads running or bodies that threw is
+        // reported at warning, with the per-thread warnings and errors.
+        let clean = report.isClean && report.failed == 0 && report.orphaned == 0
+        logger.log(
+            level: clean ? .debug : .warning,
             "shutdown finished",
             metadata: [
                 "group": "\(report.groupPath)", "policy": "\(report.policy)",
