@@ -138,4 +138,26 @@ struct StackCaptureTests {
         #expect(child.spawnSite.fileID == "ManagedThreadsTests/StackCaptureTests.swift")
         #expect(group.shutdown(timeout: .seconds(30)).isClean)
     }
+
+    @Test("more threads than there are capture slots: every stack is captured, in batches")
+    func manyThreads() throws {
+        let group = try ThreadGroup.current.makeChild(name: "stack-many")
+        let entered = Counter()
+        var threads: [ManagedThread] = []
+        for index in 0..<100 {
+            threads.append(try group.spawn(name: "many-\(index)") { token in
+                entered.increment()
+                _ = token.wait(timeout: .seconds(60))
+            })
+        }
+        try waitFor("every thread to wait") { entered.count == 100 }
+        let stacks = StackCapture.stacks(of: threads.compactMap(\.tid), until: .after(.seconds(30)))
+        #expect(stacks.count == 100)
+        let reasons = Set(stacks.values.compactMap(\.unavailable))
+        #expect(!reasons.contains("too many captures in flight"), "\(reasons)")
+        if !Sanitizer.thread {  // TSan defers signals to threads asleep in a raw futex call
+            #expect(reasons.isEmpty, "\(reasons)")
+        }
+        #expect(group.shutdown(timeout: .seconds(30)).isClean)
+    }
 }

@@ -149,9 +149,21 @@ public enum StackCapture {
 
     /// The raw frames of `tids`, each captured at most until `deadline`: all signalled first, then
     /// all awaited, so N stuck threads cost one wait, not N.
+    /// In batches of ``batchSize``, so a dump of hundreds of threads fits the 64 capture slots
+    /// (with room left for a capture running at the same time elsewhere).
     static func capture(_ tids: [Int32], until deadline: ContinuousClock.Instant) -> [Int32: RawStack] {
-        finish(begin(tids), until: deadline)
+        var result: [Int32: RawStack] = [:]
+        var start = 0
+        while start < tids.count {
+            let batch = Array(tids[start..<min(tids.count, start + batchSize)])
+            result.merge(finish(begin(batch), until: deadline)) { _, new in new }
+            start += batchSize
+        }
+        return result
     }
+
+    /// Threads captured at once by ``capture(_:until:)``.
+    static let batchSize = 32
 
     /// Signals every thread of `tids` to capture its stack, and returns at once: the handlers run
     /// while the caller does other work (a report reads /proc meanwhile).
