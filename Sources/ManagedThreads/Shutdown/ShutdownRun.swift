@@ -267,13 +267,19 @@ struct ShutdownRun {
     /// report's reserve learns what reports cost (``ReportCost``), this wait included.
     static let stackBudget = Duration.milliseconds(2)
 
-    /// Collects the captures into the entries that got a kernel view. The wait ends at the
-    /// shutdown's deadline (the report's reserve is for this), but is at least 200 µs and at most
-    /// ``stackBudget``: a thread not scheduled by then is reported so.
+    /// What the report still has to do after its captures (the rest of the tree, the report
+    /// itself, marking the groups stopped), kept out of the captures' wait.
+    static let stackTail = Duration.microseconds(300)
+
+    /// Collects the captures into the entries that got a kernel view. The wait ends
+    /// ``stackTail`` before the shutdown's deadline, leaving that for the rest of the report, but
+    /// is at least 200 µs and at most ``stackBudget``: a thread not scheduled by then is reported so.
     private func attachStacks(_ pending: StackCapture.Pending, to entries: inout [ShutdownReport.ThreadEntry]) {
         guard !pending.isEmpty else { return }
         let now = ContinuousClock.now
-        let until = min(max(deadline, now.advanced(by: .microseconds(200))), now.advanced(by: Self.stackBudget))
+        let until = min(
+            max(deadline.advanced(by: .zero - Self.stackTail), now.advanced(by: .microseconds(200))),
+            now.advanced(by: Self.stackBudget))
         let stacks = StackCapture.finish(pending, until: until)
         for index in entries.indices where entries[index].kernel != nil {
             if let tid = entries[index].tid, let stack = stacks[tid] { entries[index].stack = stack.trace }
