@@ -185,6 +185,9 @@ struct ExecutorTests {
             return "done"
         }
         let queued = try pool.submit(name: "queued") { _ in "queued done" }
+        // On a loaded machine (a TSan run) the worker may take longer than the wait below to
+        // start the job: wait for it, so the message can say where the job is.
+        try waitFor("the worker to start the slow job") { slow.status == .running }
         let start = ContinuousClock.now
         #expect { try slow.value(timeout: .milliseconds(50)) } throws: { error in
             isThreadError(error, .timedOut) && "\(error)".contains("slow") && "\(error)".contains("running on pool-0")
