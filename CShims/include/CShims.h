@@ -50,6 +50,10 @@ int cshims_thread_setname(pthread_t thread, const char *_Nonnull name);
 /// `pthread_getname_np`, GNU-only. Returns 0 or the error code (ERANGE when `len` < 16).
 int cshims_thread_getname(pthread_t thread, char *_Nonnull buf, size_t len);
 
+/// The calling thread's kernel name, read from the kernel the first time and kept per thread
+/// (so a later rename of an unmanaged thread is not seen). Returns 0 or the error code.
+int cshims_current_thread_name(char *_Nonnull buf, size_t len);
+
 /// The stack size glibc reports for `thread` (`pthread_getattr_np`, GNU-only), for diagnostics.
 /// Returns 0 or the error code.
 int cshims_thread_stacksize(pthread_t thread, size_t *_Nonnull size);

@@ -29,6 +29,15 @@ enum PThread {
         }
     }
 
+    /// The calling thread's kernel name, asked of the kernel once per thread and kept (a spawn
+    /// records it for every thread it starts).
+    static var currentKernelName: String? {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 16) { buf -> String? in
+            guard cshims_current_thread_name(buf.baseAddress!, 16) == 0 else { return nil }
+            return String(cString: buf.baseAddress!)
+        }
+    }
+
     /// Waits for `thread` to terminate, at most until `deadline`. Returns false on timeout.
     /// Cannot fail otherwise: ESRCH/EINVAL/EDEADLK would mean the library lost track of its own
     /// handle (it joins only threads it created, once, after they ended), so they trap.

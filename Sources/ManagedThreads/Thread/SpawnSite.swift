@@ -11,7 +11,8 @@ public struct SpawnSite: Sendable, Hashable, Codable, CustomStringConvertible {
     public var fileID: String
     /// The caller's `#line`.
     public var line: Int
-    /// The spawning thread: a managed thread's full name, else the kernel's name for it.
+    /// The spawning thread: a managed thread's full name, else the kernel's name for it (as it
+    /// was at that thread's first spawn).
     public var spawner: String
 
     /// A site with the given fields.
@@ -24,14 +25,15 @@ public struct SpawnSite: Sendable, Hashable, Codable, CustomStringConvertible {
     /// `Module/File.swift:42 by "main"`.
     public var description: String { "\(fileID):\(line) by \(spawner.debugDescription)" }
 
-    /// The site of a spawn called at `fileID`:`line` on the current thread. No system call for a
-    /// managed spawner (its handle is in thread-specific data); one `prctl` otherwise.
+    /// The site of a spawn called at `fileID`:`line` on the current thread. No system call: a
+    /// managed spawner's handle is in thread-specific data, and another thread's kernel name is
+    /// asked once and kept.
     static func here(fileID: String, line: Int) -> SpawnSite {
         let spawner: String
         if let current = PThread.getSpecific(ManagedThread.exitKey) {
             spawner = Unmanaged<ManagedThread>.fromOpaque(current).takeUnretainedValue().name
         } else {
-            spawner = PThread.name(of: pthread_self()) ?? "thread \(PThread.currentTID)"
+            spawner = PThread.currentKernelName ?? "thread \(PThread.currentTID)"
         }
         return SpawnSite(fileID: fileID, line: line, spawner: spawner)
     }
