@@ -96,11 +96,17 @@ struct StackCaptureTests {
         let report = group.shutdown(timeout: .milliseconds(200))
         let entry = try #require(report.stuckThreads.first { $0.name == "stuck-reader" }, "\(report)")
         let stack = try #require(entry.stack, "\(report)")
-        #expect(stack.frames.contains { $0.symbol?.contains("stackTestBlockInRead") == true }, "\(report)")
+        // A report waits at most 2 ms for a capture; on a starved machine the thread may not be
+        // scheduled by then, and the entry says so (the direct captures above wait longer).
+        let captured = stack.unavailable == nil
+        #expect(captured || stack.unavailable!.contains("in time"), "\(report)")
+        if captured {
+            #expect(stack.frames.contains { $0.symbol?.contains("stackTestBlockInRead") == true }, "\(report)")
+        }
         let descriptor = try #require(entry.kernel?.descriptor, "\(report)")
         #expect(descriptor.hasPrefix("fd \(pipe.readEnd) → pipe:["), "\(descriptor)")
         let text = report.description
-        #expect(text.contains("stackTestBlockInRead"), "\(text)")
+        #expect(!captured || text.contains("stackTestBlockInRead"), "\(text)")
         #expect(text.contains("in read(fd \(pipe.readEnd) → pipe:["), "\(text)")
 
         let json = try JSONEncoder().encode(report)
